@@ -1,0 +1,6 @@
+"""`python -m dcbench` (and `torchrun -m dcbench`) runs the CLI."""
+
+from dcbench.cli import main
+
+if __name__ == "__main__":
+    main()

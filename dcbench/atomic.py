@@ -1,0 +1,83 @@
+"""Atomic file writes: a reader never sees a half-written checkpoint, log or record file.
+
+Every write goes to a temporary file in the same folder, is flushed and fsynced, then
+renamed over the target (rename is atomic on POSIX). A crash at any moment leaves either the
+old file or the new one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """torch.save through an in-memory buffer, then an atomic write."""
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_numpy_save(path: str | os.PathLike, array: Any) -> None:
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@contextmanager
+def locked(path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path + '.lock'` (for read-modify-write of a file)."""
+    lock_path = Path(str(path) + ".lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def atomic_append_lines(path: str | os.PathLike, lines: list[str]) -> None:
+    """Append whole lines to a text file so that it never holds a partial line.
+
+    The file is rewritten (old content + new lines) under a lock and renamed into place:
+    concurrent writers serialise, and a crash leaves the file as it was before.
+    """
+    path = Path(path)
+    with locked(path):
+        old = path.read_bytes() if path.exists() else b""
+        if old and not old.endswith(b"\n"):
+            old += b"\n"
+        new = "".join(line.rstrip("\n") + "\n" for line in lines).encode("utf-8")
+        atomic_write_bytes(path, old + new)

@@ -1,0 +1,203 @@
+"""Read and write checkpoints: dcbench's, the released DeepCluster files, plain state dicts and
+`random:ARCH[:SEED]` pseudo-checkpoints, always loaded strictly.
+
+Written format (DeepCluster's, plus provenance): {'epoch', 'arch', 'state_dict', 'optimizer',
+'method', 'k', 'seed', 'config', 'code_version', 'dcbench_version'}; `epoch` counts completed
+epochs as in the original code. Loading never uses strict=False: a missing trunk weight or an
+unexpected key is refused with a one-line list of what differs. Only `num_batches_tracked`
+(absent from old files) may be missing, and the top layer is optional.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import dcbench
+from dcbench.atomic import atomic_torch_save
+from dcbench.errors import CheckpointError
+from dcbench.models import MODELS, Trunk, build_model
+from dcbench.provenance import code_version, sha256_file, sha256_text
+
+RANDOM_SPEC = re.compile(r"^random(?P<rgb>-rgb)?:(?P<arch>[\w-]+)(?::(?P<seed>\d+))?$")
+# torchvision's vgg16_bn keeps its 1000-way classifier at classifier.6
+HEAD_PREFIXES = ("top_layer.", "classifier.6.")
+
+
+@dataclass
+class CheckpointInfo:
+    """What a loaded trunk came from (goes into every result record)."""
+
+    path: str
+    sha256: str
+    arch: str
+    sobel: bool
+    format: str                     # dcbench | deepcluster | state_dict | random
+    epoch: int | None = None
+    method: str | None = None
+    k: int | None = None
+    seed: int | None = None
+    data: str | None = None         # the pretraining dataset, where known
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "arch": self.arch,
+                "sobel": self.sobel, "format": self.format, "epoch": self.epoch,
+                "method": self.method, "k": self.k, "data": self.data}
+
+
+def save_checkpoint(path: str | os.PathLike, model: Trunk, *, epoch: int, method: str,
+                    optimizer: dict | None = None, seed: int | None = None,
+                    config: dict | None = None, extra: dict | None = None) -> None:
+    """Write a checkpoint in the DeepCluster format plus provenance, atomically."""
+    k = model.top_layer.out_features if model.top_layer is not None else None
+    obj = {
+        "epoch": epoch, "arch": model.ARCH, "state_dict": model.state_dict(),
+        "optimizer": optimizer, "method": method, "k": k, "seed": seed,
+        "config": config or {}, "code_version": code_version(),
+        "dcbench_version": dcbench.__version__,
+    }
+    obj.update(extra or {})
+    atomic_torch_save(obj, path)
+
+
+def read_file(path: str | os.PathLike) -> dict[str, Any]:
+    """torch.load with weights_only, turning every failure into a one-line CheckpointError."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for truncated or foreign files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint "
+                              f"({type(e).__name__}: {first[:160]})") from None
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict")
+    return obj
+
+
+def normalize_keys(state: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Strip DataParallel/DDP wrappers: 'module.x' -> 'x', 'features.module.0' -> 'features.0'."""
+    out = {}
+    for key, value in state.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"state_dict entry '{key}' is a {type(value).__name__}, "
+                                  f"not a tensor")
+        k = key[len("module."):] if key.startswith("module.") else key
+        out[k.replace(".module.", ".")] = value
+    return out
+
+
+def infer_arch(state: dict[str, torch.Tensor]) -> str:
+    """The arch whose trunk keys and shapes match the state dict exactly."""
+    sobel = "sobel.0.weight" in state
+    for arch in MODELS:
+        ref = build_model(arch, sobel=sobel).trunk_state_dict()
+        trunk = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+        same_keys = set(ref) - {k for k in ref if k.endswith("num_batches_tracked")} <= set(trunk)
+        if same_keys and set(trunk) <= set(ref) and all(
+                tuple(ref[k].shape) == tuple(v.shape) for k, v in trunk.items()):
+            return arch
+    raise CheckpointError("cannot tell the architecture of this state dict (its keys and "
+                          f"shapes match none of: {', '.join(MODELS)}); is it a dcbench trunk?")
+
+
+def _short(keys: list[str], n: int = 6) -> str:
+    return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
+
+
+def load_into(model: Trunk, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strictly load a trunk (and an optional head) into `model`; refuse any difference."""
+    head = {k: v for k, v in state.items() if k.startswith(HEAD_PREFIXES)}
+    trunk = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
+    ref = model.trunk_state_dict()
+    missing = sorted(k for k in ref if k not in trunk and not k.endswith("num_batches_tracked"))
+    unexpected = sorted(k for k in trunk if k not in ref)
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} trunk keys: {_short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys: {_short(unexpected)}")
+        raise CheckpointError(f"{source} does not fit {model.ARCH} "
+                              f"(sobel={model.has_sobel}): " + "; ".join(parts))
+    bad = [f"{k} {tuple(v.shape)} vs {tuple(ref[k].shape)}" for k, v in trunk.items()
+           if tuple(v.shape) != tuple(ref[k].shape)]
+    if bad:
+        raise CheckpointError(f"{source} does not fit {model.ARCH}: shape mismatch "
+                              f"{_short(bad, 3)}")
+    full = dict(trunk)
+    for k in ref:
+        if k not in full:                       # only num_batches_tracked can be absent
+            full[k] = torch.zeros_like(ref[k])
+    if head:
+        w = next(v for k, v in head.items() if k.endswith("weight"))
+        if model.top_layer is None or model.top_layer.out_features != w.shape[0]:
+            model.set_top_layer(w.shape[0])     # keep an existing head (optimizers hold it)
+        full.update({"top_layer." + k.rsplit(".", 1)[1]: v for k, v in head.items()})
+    else:
+        model.set_top_layer(None)
+    model.load_state_dict(full, strict=True)
+
+
+def _random(spec: str) -> tuple[Trunk, CheckpointInfo]:
+    m = RANDOM_SPEC.match(spec)
+    assert m is not None
+    arch, seed, sobel = m["arch"], int(m["seed"] or 0), m["rgb"] is None
+    if arch not in MODELS:
+        raise CheckpointError(f"unknown arch '{arch}' in '{spec}'; choose one of: "
+                              f"{', '.join(MODELS)}")
+    model = build_model(arch, sobel=sobel, seed=seed)
+    canonical = f"random{'' if sobel else '-rgb'}:{arch}:{seed}"
+    info = CheckpointInfo(path=canonical, sha256=sha256_text(canonical), arch=arch, sobel=sobel,
+                          format="random", epoch=0, method="random" if sobel else "random-rgb",
+                          seed=seed)
+    return model, info
+
+
+def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, CheckpointInfo]:
+    """Any checkpoint dcbench reads -> (trunk in eval mode on `device`, where it came from).
+
+    `spec` is a file path, a name from pretrained/ (e.g. deepcluster-alexnet), or
+    `random:ARCH[:SEED]` / `random-rgb:ARCH[:SEED]` for the Random baselines.
+    """
+    if RANDOM_SPEC.match(spec):
+        model, info = _random(spec)
+        return model.to(device).eval(), info
+    if spec.startswith("random"):
+        raise CheckpointError(f"bad random checkpoint spec '{spec}'; use random:ARCH[:SEED] or "
+                              f"random-rgb:ARCH[:SEED], ARCH one of {', '.join(MODELS)}")
+    from dcbench.zoo import manifest, resolve_pretrained
+
+    path = resolve_pretrained(spec)
+    known = manifest().get(spec, {})
+    obj = read_file(path)
+    if "state_dict" in obj:
+        state = normalize_keys(obj["state_dict"])
+        fmt = "dcbench" if "dcbench_version" in obj else "deepcluster"
+        arch = obj.get("arch") or infer_arch(state)
+    else:
+        state = normalize_keys(obj)
+        fmt, arch = "state_dict", infer_arch(state)
+    if arch not in MODELS:
+        raise CheckpointError(f"{path}: arch '{arch}' is not one of {', '.join(MODELS)}")
+    sobel = "sobel.0.weight" in state
+    model = build_model(arch, sobel=sobel)
+    load_into(model, state, str(path))
+    k = model.top_layer.out_features if model.top_layer is not None else None
+    info = CheckpointInfo(
+        path=str(path), sha256=sha256_file(path), arch=arch, sobel=sobel, format=fmt,
+        epoch=obj.get("epoch"), method=obj.get("method") or (
+            "deepcluster" if fmt == "deepcluster" else None),
+        k=k, seed=obj.get("seed"),
+        data=(obj.get("config") or {}).get("data") or known.get("data"),
+        provenance={key: obj[key] for key in ("config", "code_version", "dcbench_version")
+                    if key in obj},
+    )
+    return model.to(device).eval(), info

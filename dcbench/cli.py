@@ -1,0 +1,198 @@
+"""The `dcbench` command line. Thin: it parses options, then calls library functions.
+
+Errors the user can fix (DcbenchError) are printed as one line and exit with status 2;
+Ctrl-C exits with 130 and says how to resume.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+import click
+
+from dcbench.errors import DcbenchError
+
+
+def _command_line() -> str:
+    return "dcbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="dcbench")
+def cli() -> None:
+    """dcbench: DeepCluster-style unsupervised feature learning, benchmarked.
+
+    \b
+    pretrain  train DeepCluster (or the supervised baseline) checkpoints
+    eval      run one registered task on any checkpoint and record the result
+    report    regenerate the paper's tables and figures from recorded results
+    tasks     list the registered tasks, their settings and whether their data is found
+    data      validate dataset roots
+    demo      the whole pipeline on the embedded default, Fashion-MNIST
+    """
+
+
+@cli.command()
+@click.option("--method", default="deepcluster", show_default=True,
+              help="pretraining method: deepcluster or supervised (the 'labels' baseline)")
+@click.option("--data", "data", default="fashion-mnist", show_default=True,
+              help="dataset name (dcbench data list)")
+@click.option("--root", default=None, help="this dataset's folder (overrides --data-root)")
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@click.option("--arch", default=None, help="alexnet, vgg16 or alexnet-small "
+              "[default: alexnet-small on 32 px data, else alexnet]")
+@click.option("--k", "k", type=int, default=None,
+              help="number of clusters [default: 10000; 100 on fashion-mnist]")
+@click.option("--epochs", type=int, default=None, help="epochs [default: 500; 10 on fashion-mnist]")
+@click.option("--out", required=True, help="run folder (checkpoints, assignments, log.jsonl)")
+@click.option("--max-images", type=int, default=None, help="train on a seeded random subset")
+@click.option("--batch-size", type=int, default=None, help="[default: 256]")
+@click.option("--lr", type=float, default=None, help="[default: 0.05]")
+@click.option("--wd", type=float, default=None, help="weight decay [default: 1e-5]")
+@click.option("--momentum", type=float, default=None, help="[default: 0.9]")
+@click.option("--sobel/--no-sobel", default=True, show_default=True, help="fixed Sobel front end")
+@click.option("--pca-dim", type=int, default=None, help="PCA dimension before k-means "
+              "[default: 256; 128 on fashion-mnist]")
+@click.option("--clustering", type=click.Choice(["kmeans", "pic"]), default="kmeans",
+              show_default=True, help="k-means (faiss) or power iteration clustering")
+@click.option("--sampler", type=click.Choice(["uniform", "released"]), default="uniform",
+              show_default=True, help="uniform over clusters (the paper) or the released "
+              "code's size-proportional sampling")
+@click.option("--reassign", type=float, default=1.0, show_default=True,
+              help="dataset passes between two clusterings")
+@click.option("--min-scale", type=float, default=None,
+              help="RandomResizedCrop lower scale [default: 0.08; 0.3 on 32 px data]")
+@click.option("--seed", type=int, default=31, show_default=True)
+@click.option("--resume", is_flag=True, help="continue the run in --out from its last epoch")
+@click.option("--save-every", type=int, default=0, show_default=True,
+              help="also keep checkpoint_<epoch>.pth.tar every N epochs (0: only the latest)")
+@click.option("--workers", type=int, default=None, help="data loading workers per process")
+def pretrain(**opts) -> None:
+    """Train a DeepCluster (or supervised) checkpoint; resumable, one process or torchrun.
+
+    \b
+    dcbench pretrain --data fashion-mnist --out runs/dc-fmnist
+    torchrun --nproc_per_node=2 -m dcbench pretrain --data imagenet --out runs/dc-in
+    """
+    from dcbench.methods import run_pretraining
+
+    run_pretraining(opts, command=_command_line())
+
+
+@cli.command(name="eval")
+@click.option("--task", required=True, help="a registered task (dcbench tasks)")
+@click.option("--ckpt", required=True, help="checkpoint file, pretrained/ name "
+              "(deepcluster-alexnet) or random:ARCH[:SEED] / random-rgb:ARCH[:SEED]")
+@click.option("--setting", "settings", multiple=True,
+              help="task setting (repeatable; 'all' = every setting) [default: the task's]")
+@click.option("--seed", type=int, default=0, show_default=True, help="first seed")
+@click.option("--seeds", type=int, default=1, show_default=True,
+              help="run this many seeds (seed, seed+1, ...); the report shows mean +- std")
+@click.option("--force", is_flag=True, help="run even if already recorded")
+@click.option("--quick", is_flag=True, help="same code on a small subset (for tests)")
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@click.option("--results", default=None, envvar="DCBENCH_RESULTS",
+              help="results folder [default: results; env DCBENCH_RESULTS]")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a task option, e.g. --set epochs=5 (see dcbench tasks)")
+@click.option("--workers", type=int, default=None, help="data loading workers")
+def eval_cmd(**opts) -> None:
+    """Run one task of the registry on any checkpoint and record the result."""
+    from dcbench.evaluate import run_eval
+
+    run_eval(opts, command=_command_line())
+
+
+@cli.command()
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+def tasks(data_root: str | None) -> None:
+    """List every task with its settings and whether its data is found."""
+    from dcbench.evaluate import task_table
+
+    click.echo(task_table(data_root))
+
+
+@cli.command()
+@click.option("--results", default=None, envvar="DCBENCH_RESULTS",
+              help="results folder [default: results; env DCBENCH_RESULTS]")
+@click.option("--runs", multiple=True, help="pretraining run folders for the figures "
+              "[default: results/runs/* and the folders of recorded checkpoints]")
+@click.option("--best", is_flag=True, help="show best-epoch values instead of final values")
+def report(results: str | None, runs: tuple[str, ...], best: bool) -> None:
+    """Regenerate the paper's tables and figures from the recorded results."""
+    from dcbench.report import build_report
+
+    path = build_report(results, list(runs) or None, best=best)
+    click.echo(f"wrote {path}")
+
+
+@cli.group()
+def data() -> None:
+    """Validate dataset roots and list the registry."""
+
+
+@data.command(name="list")
+def data_list() -> None:
+    """List the registered datasets."""
+    from dcbench.data import DATASETS
+
+    for name, spec in sorted(DATASETS.items()):
+        click.echo(f"{name:14s} {spec.description}")
+
+
+@data.command()
+@click.argument("name")
+@click.option("--root", default=None, help="this dataset's folder")
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+def validate(name: str, root: str | None, data_root: str | None) -> None:
+    """Check a dataset's layout; print counts per split and class, or the first problem."""
+    from dcbench.data import validate_dataset
+
+    click.echo("\n".join(validate_dataset(name, root, data_root).lines()))
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="the same pipeline, small (minutes; for tests)")
+@click.option("--results", default=None, envvar="DCBENCH_RESULTS",
+              help="results folder [default: results; env DCBENCH_RESULTS]")
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+def demo(quick: bool, results: str | None, data_root: str | None) -> None:
+    """Pretrain, evaluate and report on Fashion-MNIST; resumes where it stopped."""
+    from dcbench.demo import run_demo
+
+    run_demo(quick=quick, results=results, data_root=data_root)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted; run the same command again (with --resume for pretrain) to "
+                   "continue", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("interrupted; run the same command again (with --resume for pretrain) to "
+                   "continue", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except DcbenchError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    finally:
+        if "torch.distributed" in sys.modules and os.environ.get("WORLD_SIZE"):
+            from dcbench.distributed import shutdown
+
+            shutdown()
+
+
+if __name__ == "__main__":
+    main()

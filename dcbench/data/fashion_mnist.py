@@ -1,0 +1,115 @@
+"""Fashion-MNIST from its four idx .gz files (the Debian `dataset-fashion-mnist` layout),
+read directly: no torchvision downloader, no network."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.errors import DataError
+
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+SIZES = {"train": 60000, "test": 10000}
+MEAN, STD = 0.2860, 0.3530
+
+
+def _open(path: Path):
+    if path.exists():
+        return gzip.open(path, "rb")
+    plain = path.with_suffix("")          # also accept the uncompressed files
+    if plain.exists():
+        return open(plain, "rb")
+    raise DataError(f"Fashion-MNIST file missing: {path} (install it with "
+                    f"'apt-get install dataset-fashion-mnist' or point --root at the folder)")
+
+
+def _read(path: Path, size: int = -1) -> bytes:
+    """Read (the start of) an idx file; a cut or corrupt .gz becomes a DataError naming it."""
+    try:
+        with _open(path) as f:
+            return f.read(size)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path} is truncated or corrupt ({e}); re-install the dataset") from None
+
+
+def _read_header(path: Path, magic: int) -> tuple[int, ...]:
+    head = _read(path, 16 if magic == 2051 else 8)
+    ndim = 3 if magic == 2051 else 1
+    if len(head) < 4 + 4 * ndim:
+        raise DataError(f"{path} is truncated (no idx header); re-install the dataset")
+    got = struct.unpack(">I", head[:4])[0]
+    if got != magic:
+        raise DataError(f"{path} is not an idx file (magic {got}, expected {magic})")
+    return struct.unpack(">" + "I" * ndim, head[4:4 + 4 * ndim])
+
+
+def read_idx(path: Path, magic: int) -> np.ndarray:
+    dims = _read_header(path, magic)
+    raw = _read(path)
+    offset = 4 + 4 * len(dims)
+    want = int(np.prod(dims))
+    if len(raw) - offset < want:
+        raise DataError(f"{path} is truncated ({len(raw) - offset} of {want} bytes)")
+    return np.frombuffer(raw, dtype=np.uint8, count=want, offset=offset).reshape(dims)
+
+
+def validate(root: Path) -> ValidationReport:
+    splits, per_class = {}, {}
+    for split, (img_name, lbl_name) in FILES.items():
+        n_img, h, w = _read_header(root / img_name, 2051)
+        (n_lbl,) = _read_header(root / lbl_name, 2049)
+        if n_img != n_lbl:
+            raise DataError(f"{root / img_name} has {n_img} images but {lbl_name} has "
+                            f"{n_lbl} labels")
+        if (h, w) != (28, 28):
+            raise DataError(f"{root / img_name} holds {h}x{w} images, expected 28x28")
+        labels = read_idx(root / lbl_name, 2049)
+        splits[split] = n_img
+        counts = np.bincount(labels, minlength=len(CLASSES))
+        per_class[split] = {c: int(k) for c, k in zip(CLASSES, counts)}
+    return ValidationReport("fashion-mnist", root, splits, CLASSES, per_class)
+
+
+class FashionMNIST(Dataset):
+    """Images held in memory as uint8 (60k x 28 x 28 = 47 MB)."""
+
+    classes = CLASSES
+
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        img_name, lbl_name = FILES[split]
+        self.images = read_idx(root / img_name, 2051)
+        self.targets = read_idx(root / lbl_name, 2049).astype(np.int64)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i: int):
+        img = Image.fromarray(self.images[i])
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.targets[i])
+
+
+register_dataset(DatasetSpec(
+    name="fashion-mnist",
+    description="Fashion-MNIST, 70k 28x28 grayscale images in 10 classes (idx .gz files)",
+    splits=("train", "test"), size="small", native=28,
+    mean=(MEAN,) * 3, std=(STD,) * 3, labelled=True,
+    validate=validate,
+    build=lambda root, split, transform: FashionMNIST(root, split, transform),
+    default_root=Path("/usr/share/datasets/fashion-mnist"),
+))

@@ -1,0 +1,98 @@
+"""Folders of class folders: ImageNet and Places205 (root/train/<class>/*, root/val/<class>/*)
+and `image-folder` for users' own data (the same layout)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dcbench.errors import DataError
+
+IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def load_rgb(path: str | os.PathLike) -> Image.Image | None:
+    """Open an image as RGB, or None when it cannot be decoded (callers skip and count)."""
+    try:
+        with open(path, "rb") as f:
+            img = Image.open(f)
+            return img.convert("RGB")
+    except (OSError, UnidentifiedImageError, ValueError):
+        return None
+
+
+def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    """Sorted class folders and (path, class index) pairs, with os.scandir for speed."""
+    if not split_dir.is_dir():
+        raise DataError(f"missing folder {split_dir} (expected <root>/<split>/<class>/<image>)")
+    classes = sorted(e.name for e in os.scandir(split_dir) if e.is_dir())
+    if not classes:
+        raise DataError(f"{split_dir} holds no class folders (expected <split>/<class>/<image>)")
+    samples: list[tuple[str, int]] = []
+    for ci, c in enumerate(classes):
+        files = sorted(e.path for e in os.scandir(split_dir / c)
+                       if e.is_file() and e.name.lower().endswith(IMG_EXTENSIONS))
+        samples.extend((p, ci) for p in files)
+    if not samples:
+        raise DataError(f"{split_dir} holds class folders but no images "
+                        f"(extensions: {', '.join(IMG_EXTENSIONS)})")
+    return classes, samples
+
+
+class ImageFolder(Dataset):
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        self.classes, self.samples = scan_split(root / split)
+        self.targets = [t for _, t in self.samples]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int):
+        path, target = self.samples[i]
+        img = load_rgb(path)
+        if img is None:
+            return None
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, target
+
+
+def _validator(name: str, splits: tuple[str, ...]) -> Callable[[Path], ValidationReport]:
+    def validate(root: Path) -> ValidationReport:
+        counts, per_class, classes = {}, {}, []
+        for split in splits:
+            first, (classes, samples) = classes, scan_split(root / split)
+            if first and classes != first:
+                # each split numbers its own sorted class folders: they must be the same set
+                diff = sorted(set(first) ^ set(classes))
+                raise DataError(f"{root / split} and {root / splits[0]} hold different class "
+                                f"folders ({len(diff)} differ: {', '.join(diff[:5])})")
+            counts[split] = len(samples)
+            tally = [0] * len(classes)
+            for _, t in samples:
+                tally[t] += 1
+            per_class[split] = dict(zip(classes, tally))
+        return ValidationReport(name, root, counts, classes, per_class)
+    return validate
+
+
+def _register(name: str, description: str) -> None:
+    splits = ("train", "val")
+    register_dataset(DatasetSpec(
+        name=name, description=description, splits=splits, size="large", native=224,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, labelled=True,
+        validate=_validator(name, splits),
+        build=lambda root, split, transform: ImageFolder(root, split, transform),
+    ))
+
+
+_register("imagenet", "ImageNet ILSVRC-2012 (root/train/<wnid>/*.JPEG, root/val/<wnid>/*.JPEG)")
+_register("places205", "Places205 (root/train/<class>/*.jpg, root/val/<class>/*.jpg)")
+_register("image-folder", "any folder of class folders (root/train/<class>/*, root/val/<class>/*)")

@@ -1,0 +1,140 @@
+"""Named datasets: where each lives on disk, how to validate it, and how to load it.
+
+Roots resolve in this order: an explicit root for this dataset (`--root`), then
+`<data-root>/<name>` (`--data-root` or the DCBENCH_DATA environment variable), then the
+dataset's own default (Fashion-MNIST: /usr/share/datasets/fashion-mnist, from Debian's
+`dataset-fashion-mnist`). Every loader validates its layout before any work starts and names
+the first missing file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch.utils.data import Dataset
+
+from dcbench.errors import DataError
+
+
+@dataclass
+class ValidationReport:
+    """What a dataset root holds: image counts per split (and per class where labelled)."""
+
+    name: str
+    root: Path
+    splits: dict[str, int]
+    classes: list[str] = field(default_factory=list)
+    per_class: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self, max_classes: int = 20) -> list[str]:
+        out = [f"{self.name} at {self.root}"]
+        for split, n in self.splits.items():
+            out.append(f"  {split}: {n} images")
+            counts = self.per_class.get(split, {})
+            if counts:
+                shown = list(counts.items())
+                if len(shown) > max_classes:
+                    vals = list(counts.values())
+                    out.append(f"    {len(shown)} classes, {min(vals)}-{max(vals)} images each")
+                else:
+                    out.extend(f"    {c}: {k}" for c, k in shown)
+        out.extend(f"  note: {n}" for n in self.notes)
+        return out
+
+
+@dataclass
+class DatasetSpec:
+    """A registry entry. `build(root, split, transform)` returns a torch Dataset whose items
+    are (image, label) with label -1 where the data are unlabelled, or None for an image that
+    cannot be read (the loader skips and counts those)."""
+
+    name: str
+    description: str
+    splits: tuple[str, ...]
+    size: str                      # 'large' (224 px) or 'small' (32 px) inputs
+    native: int                    # native image side, for the small transforms
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    labelled: bool
+    validate: Callable[[Path], ValidationReport]
+    build: Callable[..., Dataset]
+    default_root: Path | None = None
+    needs_root_hint: str = ""
+
+
+DATASETS: dict[str, DatasetSpec] = {}
+
+
+def register_dataset(spec: DatasetSpec) -> DatasetSpec:
+    DATASETS[spec.name] = spec
+    return spec
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    _load_builtin()
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(sorted(DATASETS))}")
+    return DATASETS[name]
+
+
+def candidate_roots(name: str, root: str | os.PathLike | None = None,
+                    data_root: str | os.PathLike | None = None) -> list[Path]:
+    """Where `name` is looked for, in order."""
+    spec = get_dataset_spec(name)
+    if root is not None:
+        return [Path(root)]
+    out: list[Path] = []
+    base = data_root if data_root is not None else os.environ.get("DCBENCH_DATA")
+    if base:
+        out.append(Path(base) / name)
+    if spec.default_root is not None:
+        out.append(spec.default_root)
+    return out
+
+
+def resolve_root(name: str, root: str | os.PathLike | None = None,
+                 data_root: str | os.PathLike | None = None) -> Path:
+    """The first existing candidate root, or a DataError saying where we looked."""
+    cands = candidate_roots(name, root, data_root)
+    for c in cands:
+        if c.is_dir():
+            return c
+    if not cands:
+        raise DataError(f"no root for dataset '{name}': pass --data-root DIR (holding "
+                        f"DIR/{name}) or set DCBENCH_DATA{get_dataset_spec(name).needs_root_hint}")
+    looked = ", ".join(str(c) for c in cands)
+    raise DataError(f"dataset '{name}' not found (looked in: {looked}); pass --data-root or "
+                    f"set DCBENCH_DATA{get_dataset_spec(name).needs_root_hint}")
+
+
+def validate_dataset(name: str, root: str | os.PathLike | None = None,
+                     data_root: str | os.PathLike | None = None) -> ValidationReport:
+    spec = get_dataset_spec(name)
+    return spec.validate(resolve_root(name, root, data_root))
+
+
+def build_dataset(name: str, split: str, transform: Callable | None,
+                  root: str | os.PathLike | None = None,
+                  data_root: str | os.PathLike | None = None) -> Dataset:
+    """Validate the layout, then build the split's Dataset."""
+    spec = get_dataset_spec(name)
+    if split not in spec.splits:
+        raise DataError(f"dataset '{name}' has no split '{split}'; "
+                        f"splits: {', '.join(spec.splits)}")
+    path = resolve_root(name, root, data_root)
+    spec.validate(path)
+    return spec.build(path, split, transform)
+
+
+_loaded = False
+
+
+def _load_builtin() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        from dcbench.data import fashion_mnist, file_list, image_folder  # noqa: F401

@@ -1,0 +1,66 @@
+"""The image transforms of REFERENCE.md, and their equivalents for 28-32 px inputs.
+
+Four recipes, each for 'large' (224 px, ImageNet statistics) and 'small' (32 px) inputs:
+- cluster: deterministic, for the features that are clustered (Resize 256 + CenterCrop 224)
+- train:   DeepCluster's training augmentation (RandomResizedCrop 224 + horizontal flip)
+- probe:   linear-probe training (Resize 256 + RandomCrop 224 + flip)
+- eval:    the deterministic view used by every evaluation (same as cluster)
+Every recipe returns a 3-channel float tensor; grayscale data are repeated to RGB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+RECIPES = ("cluster", "train", "probe", "eval")
+
+
+def _small_base(native: int) -> list:
+    """Bring a small image to 32x32: pad 28 px images (as MNIST-style data), resize others."""
+    from torchvision import transforms as T
+
+    if native == 28:
+        return [T.Pad(2)]
+    return [T.Resize(32), T.CenterCrop(32)]
+
+
+def make_transform(recipe: str, size: str, mean: tuple[float, ...] = IMAGENET_MEAN,
+                   std: tuple[float, ...] = IMAGENET_STD, native: int = 224,
+                   min_scale: float = 0.08) -> Callable:
+    """Build the named recipe for 'large' or 'small' inputs (PIL image -> normalised tensor).
+
+    `min_scale` is RandomResizedCrop's lower scale bound for the 'train' recipe (0.08 is
+    torchvision's and the original code's; small images want a milder crop).
+    """
+    # imported here: torchvision costs seconds to import and `dcbench data ...` needs none of it
+    from torchvision import transforms as T
+
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown transform recipe '{recipe}'; choose one of {RECIPES}")
+    if size not in ("large", "small"):
+        raise ValueError(f"size must be 'large' or 'small', not '{size}'")
+    tail = [T.Lambda(_to_rgb), T.ToTensor(), T.Normalize(mean, std)]
+    if size == "large":
+        head = {
+            "cluster": [T.Resize(256), T.CenterCrop(224)],
+            "eval": [T.Resize(256), T.CenterCrop(224)],
+            "train": [T.RandomResizedCrop(224, scale=(min_scale, 1.0)), T.RandomHorizontalFlip()],
+            "probe": [T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip()],
+        }[recipe]
+    else:
+        base = _small_base(native)
+        head = {
+            "cluster": base,
+            "eval": base,
+            "train": base + [T.RandomResizedCrop(32, scale=(min_scale, 1.0)),
+                             T.RandomHorizontalFlip()],
+            "probe": base + [T.RandomCrop(32, padding=2), T.RandomHorizontalFlip()],
+        }[recipe]
+    return T.Compose(head + tail)
+
+
+def _to_rgb(img):
+    return img if img.mode == "RGB" else img.convert("RGB")

@@ -1,0 +1,36 @@
+"""The model zoo: a plain dict from arch name to trunk class."""
+
+from __future__ import annotations
+
+import torch
+
+from dcbench.errors import DcbenchError
+from dcbench.models.alexnet import AlexNet
+from dcbench.models.alexnet_small import AlexNetSmall
+from dcbench.models.trunk import Trunk
+from dcbench.models.vgg16 import VGG16
+
+MODELS: dict[str, type[Trunk]] = {
+    "alexnet": AlexNet,
+    "alexnet-small": AlexNetSmall,
+    "vgg16": VGG16,
+}
+
+
+def build_model(arch: str, sobel: bool = True, k: int | None = None,
+                seed: int | None = None) -> Trunk:
+    """A freshly initialised trunk (seeded when `seed` is given), with a top layer of size k."""
+    if arch not in MODELS:
+        raise DcbenchError(f"unknown arch '{arch}'; choose one of: {', '.join(MODELS)}")
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = MODELS[arch](sobel=sobel)
+            model.set_top_layer(k)
+        return model
+    model = MODELS[arch](sobel=sobel)
+    model.set_top_layer(k)
+    return model
+
+
+__all__ = ["MODELS", "Trunk", "build_model", "AlexNet", "AlexNetSmall", "VGG16"]

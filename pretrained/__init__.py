@@ -1,0 +1,1 @@
+"""Manifests of known checkpoints (manifest.json) and the place their downloads go."""

@@ -1,0 +1,135 @@
+"""The task registry: a task registers its name, the settings it offers and the datasets it
+needs; third-party packages add tasks through the `dcbench.tasks` entry-point group.
+
+A task is a class with `run(trunk, settings, ctx) -> list[Measurement]`. It does not write
+records itself: dcbench.evaluate turns measurements into records, checks the cache, and
+verifies that a frozen trunk stayed frozen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dcbench.errors import DcbenchError
+from dcbench.models import Trunk
+
+ENTRY_POINT_GROUP = "dcbench.tasks"
+
+
+@dataclass
+class RunContext:
+    """What every task run gets besides the trunk."""
+
+    device: torch.device
+    seed: int = 0
+    data_root: str | None = None
+    out_dir: Path = Path("results")
+    quick: bool = False
+    workers: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)   # task-specific --set key=value
+
+
+@dataclass
+class Measurement:
+    """One number a task measured; dcbench.evaluate adds the provenance to make a Record."""
+
+    setting: str
+    dataset: str
+    split: str
+    metric: str
+    value: float
+    best: float | None = None
+    best_epoch: int | None = None
+    epochs: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task:
+    """Base class. Subclasses set the class attributes and implement `run`."""
+
+    name: str = ""
+    settings: tuple[str, ...] = ()
+    datasets: tuple[str, ...] = ()
+    description: str = ""
+    frozen: bool = True             # the trunk must be bit-identical after the run
+    default_settings: tuple[str, ...] | None = None   # what `--setting` defaults to
+    options: dict[str, Any] = {}    # the `--set KEY=VALUE` options and their defaults
+
+    def config(self, ctx: RunContext) -> dict[str, Any]:
+        """The resolved hyperparameters of a run (recorded and hashed into the cache key)."""
+        return {}
+
+    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
+        """The datasets this run reads (checked for presence before any work)."""
+        return self.datasets
+
+    def check(self, trunk: Trunk, ctx: RunContext) -> None:
+        """Refuse, before any work, a trunk or data this task cannot run on."""
+
+    def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
+        raise NotImplementedError
+
+
+TASKS: dict[str, type[Task]] = {}
+
+
+def register_task(name: str, settings: tuple[str, ...] = ("default",),
+                  datasets: tuple[str, ...] = ()) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator: `@register_task("voc-cls", settings=("fc6-8", "all"))`."""
+    def wrap(cls: type[Task]) -> type[Task]:
+        if name in TASKS and TASKS[name] is not cls:
+            raise DcbenchError(f"task '{name}' is registered twice ({TASKS[name].__module__} "
+                               f"and {cls.__module__})")
+        cls.name, cls.settings = name, tuple(settings)
+        cls.datasets = tuple(datasets) or cls.datasets
+        TASKS[name] = cls
+        return cls
+    return wrap
+
+
+_plugins_loaded = False
+PLUGIN_ERRORS: list[str] = []
+
+
+def load_plugins() -> None:
+    """Import every module that registers tasks through the `dcbench.tasks` entry points."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as e:  # a broken plugin must not break dcbench itself
+            PLUGIN_ERRORS.append(f"plugin '{ep.name}' ({ep.value}) failed to load: {e}")
+
+
+def get_task(name: str) -> Task:
+    load_plugins()
+    if name not in TASKS:
+        raise DcbenchError(f"unknown task '{name}'; valid tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]()
+
+
+def expand_settings(task: Task, requested: list[str] | None) -> list[str]:
+    """'all' (or nothing) -> the task's settings; unknown names -> an error listing valid ones."""
+    if not requested:
+        return list(task.default_settings or task.settings)
+    out: list[str] = []
+    for s in requested:
+        if s == "all" and "all" not in task.settings:
+            out.extend(x for x in task.settings if x not in out)
+        elif s in task.settings:
+            if s not in out:
+                out.append(s)
+        else:
+            raise DcbenchError(f"task '{task.name}' has no setting '{s}'; valid settings: "
+                               f"{', '.join(task.settings)}" +
+                               ("" if "all" in task.settings else ", all"))
+    return out
