@@ -98,7 +98,8 @@ def infer_arch(state: dict[str, torch.Tensor]) -> str:
     """The arch whose trunk keys and shapes match the state dict exactly."""
     sobel = "sobel.0.weight" in state
     for arch in MODELS:
-        ref = build_model(arch, sobel=sobel).trunk_state_dict()
+        with torch.device("meta"):      # shapes only: no weights drawn (VGG16 is 138M params)
+            ref = build_model(arch, sobel=sobel).trunk_state_dict()
         trunk = {k: v for k, v in state.items() if not k.startswith(HEAD_PREFIXES)}
         same_keys = set(ref) - {k for k in ref if k.endswith("num_batches_tracked")} <= set(trunk)
         if same_keys and set(trunk) <= set(ref) and all(
@@ -137,7 +138,13 @@ def load_into(model: Trunk, state: dict[str, torch.Tensor], source: str) -> None
         if k not in full:                       # only num_batches_tracked can be absent
             full[k] = torch.zeros_like(ref[k])
     if head:
-        w = next(v for k, v in head.items() if k.endswith("weight"))
+        w = next((v for k, v in head.items() if k.endswith(".weight")), None)
+        b = next((v for k, v in head.items() if k.endswith(".bias")), None)
+        if (len(head) != 2 or w is None or b is None or w.ndim != 2
+                or w.shape[1] != model.FC_DIM or tuple(b.shape) != (w.shape[0],)):
+            shapes = ", ".join(f"{k} {tuple(v.shape)}" for k, v in sorted(head.items()))
+            raise CheckpointError(f"{source}: head ({shapes}) does not fit {model.ARCH}; "
+                                  f"expected a weight (k, {model.FC_DIM}) and a bias (k,)")
         if model.top_layer is None or model.top_layer.out_features != w.shape[0]:
             model.set_top_layer(w.shape[0])     # keep an existing head (optimizers hold it)
         full.update({"top_layer." + k.rsplit(".", 1)[1]: v for k, v in head.items()})
@@ -170,7 +177,7 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
     if RANDOM_SPEC.match(spec):
         model, info = _random(spec)
         return model.to(device).eval(), info
-    if spec.startswith("random"):
+    if spec.startswith(("random:", "random-rgb:")):     # not a file named random...
         raise CheckpointError(f"bad random checkpoint spec '{spec}'; use random:ARCH[:SEED] or "
                               f"random-rgb:ARCH[:SEED], ARCH one of {', '.join(MODELS)}")
     from dcbench.zoo import manifest, resolve_pretrained

@@ -59,6 +59,8 @@ class Trunk(nn.Module):
 
     def init_weights(self) -> None:
         """DeepCluster's init: conv N(0, sqrt(2/(kh*kw*out))), BN 1/0, Linear N(0, 0.01)."""
+        if next(self.classifier.parameters()).is_meta:
+            return      # a shapes-only model (meta device): normal_ there costs seconds of imports
         for m in [*self.features.modules(), *self.classifier.modules()]:
             if isinstance(m, nn.Conv2d):
                 n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
@@ -79,8 +81,9 @@ class Trunk(nn.Module):
             return
         device = next(self.classifier.parameters()).device
         layer = nn.Linear(self.FC_DIM, k).to(device)
-        nn.init.normal_(layer.weight, 0.0, 0.01)
-        nn.init.zeros_(layer.bias)
+        if not layer.weight.is_meta:
+            nn.init.normal_(layer.weight, 0.0, 0.01)
+            nn.init.zeros_(layer.bias)
         self.top_layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
