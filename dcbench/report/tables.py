@@ -1,0 +1,219 @@
+"""One function per paper table: published rows (as printed) beside measured rows.
+
+Every function takes the records frame of `dcbench.results.load_frame` and `best` (show
+best-epoch instead of final values) and returns a Table, also when no record fills it: the
+published rows are then shown with a `<ckpt>` row whose cells say how to measure them.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from dcbench.report import published as pub
+from dcbench.report.measured import (
+    Column,
+    MeasuredRow,
+    checkpoint_label,
+    measured_rows,
+    select,
+    summarize,
+)
+from dcbench.report.table import PLACEHOLDER_CKPT, FillCommand, Table
+
+LINEAR_TASKS = {"ImageNet": "linear-imagenet", "Places": "linear-places",
+                "Fashion-MNIST": "linear-fmnist"}
+VOC_TASKS = {"Classification": ("voc-cls", "map"), "Detection": ("voc-det", "map"),
+             "Segmentation": ("voc-seg", "miou")}
+VOC_SETTINGS = {"FC6-8": "fc6-8", "ALL": "all"}
+CLUSTERING_METRICS = {"nmi_geometric": "NMI (geometric)", "nmi_arithmetic": "NMI (arithmetic)",
+                      "acc": "ACC (%)", "ari": "ARI"}
+
+
+def value_note(best: bool) -> str:
+    if best:
+        return ("Cells: best-epoch value (records of tasks without epochs show their final "
+                "value).")
+    return ("Cells: final value. The paper reports the best epoch on val; `dcbench report "
+            "--best` shows that.")
+
+
+STD_NOTE = ("Measured cells with ± are mean ± sample standard deviation (ddof=1) over seeds; "
+            "a cell without ± comes from one seed.")
+
+
+def assemble(name: str, title: str, columns: list[Column], published: list[pub.PublishedRow],
+             rows: list[MeasuredRow], best: bool, notes: list[str] | None = None,
+             lead: tuple[str, ...] = ()) -> Table:
+    """Published rows, then measured rows (or a `<ckpt>` row when there are none)."""
+    values = [c.label for c in columns]
+    has_measured = bool(rows)
+    if not rows:
+        rows = [placeholder_row(columns, lead)]
+    data, fill = [], {}
+    for p in published:
+        data.append({"method": p.method, "source": f"published ({p.source})",
+                     **{k: p.lead.get(k, "") for k in lead},
+                     **{c: p.values.get(c, "") for c in values}})
+    for row in rows:
+        for column, cmd in row.fill.items():
+            fill[(len(data), column)] = cmd
+        data.append({"method": row.label, "source": "measured",
+                     **{k: row.lead.get(k, "") for k in lead},
+                     **{c: row.cells.get(c, "") for c in values}})
+    frame = pd.DataFrame(data, columns=["method", "source", *lead, *values], dtype=object)
+    all_notes = [value_note(best), STD_NOTE, *(notes or [])]
+    all_notes += list(dict.fromkeys(n for row in rows for n in row.notes))
+    commands = list(dict.fromkeys(c for row in rows for c in row.commands))
+    return Table(name=name, title=title, frame=frame.fillna(""), value_columns=values,
+                 notes=all_notes, commands=commands, fill=fill,
+                 covers={(c.task, c.metric) for c in columns}, has_measured=has_measured)
+
+
+def placeholder_row(columns: list[Column], lead: tuple[str, ...]) -> MeasuredRow:
+    """The measured row of a table nothing has filled yet: every cell's command."""
+    row = MeasuredRow(label=PLACEHOLDER_CKPT, ckpt=PLACEHOLDER_CKPT, lead=dict.fromkeys(lead, ""))
+    for col in columns:
+        if col.fillable:
+            row.fill[col.label] = FillCommand(col.task, PLACEHOLDER_CKPT, col.setting,
+                                              col.fill_options)
+    return row
+
+
+def linear_columns(metric: str = "top1") -> list[Column]:
+    return [Column(pub.probe_column(probe, layer), task, metric, setting=layer)
+            for probe, task in LINEAR_TASKS.items() for layer in pub.LAYERS]
+
+
+def table1(frame: pd.DataFrame, best: bool = False, metric: str = "top1") -> Table:
+    """Linear probes on frozen conv1..conv5 (paper Table 1), one column group per probe set."""
+    records = select(frame, best)
+    columns = linear_columns(metric)
+    suffix = "" if metric == "top1" else f"_{metric}"
+    notes = ["Fashion-MNIST is dcbench's embedded probe set; the paper has no numbers for it."]
+    if metric != "top1":
+        notes.append(f"The paper reports top-1 only; this is the measured {metric}.")
+    return assemble(f"table1_linear{suffix}",
+                    f"Table 1: linear classification on frozen layers ({metric}, %)",
+                    columns, pub.TABLE1 if metric == "top1" else [],
+                    measured_rows(records, columns), best, notes)
+
+
+def voc_columns() -> list[Column]:
+    return [Column(pub.voc_column(group, label), task, metric, setting=setting)
+            for group, (task, metric) in VOC_TASKS.items()
+            for label, setting in VOC_SETTINGS.items()]
+
+
+def table2(frame: pd.DataFrame, best: bool = False) -> Table:
+    """PASCAL VOC classification / detection / segmentation, FC6-8 and ALL (paper Table 2)."""
+    columns = voc_columns()
+    notes = ["Classification and detection: mAP (%); segmentation: mIoU (%).",
+             *pub.TABLE2_NOTES]
+    return assemble("table2_voc", "Table 2: PASCAL VOC transfer", columns, pub.TABLE2,
+                    measured_rows(select(frame, best), columns), best, notes)
+
+
+def table3(frame: pd.DataFrame, best: bool = False) -> Table:
+    """Table 2's tasks by pretraining set (paper Table 3: ImageNet vs YFCC100M)."""
+    records = select(frame, best)
+    records = records[records["ckpt_data"].notna()]
+    columns = voc_columns()
+    rows = measured_rows(records, columns, lead={"training set": "ckpt_data"})
+    for row in rows:
+        row.lead["training set"] = pub.dataset_label(row.lead["training set"])
+    notes = ["Measured rows: checkpoints whose pretraining set is recorded (checkpoint data); "
+             "the others are in Table 2 only.",
+             "Published DeepCluster/ImageNet FC6-8 classification is 72.0 here as printed "
+             "(BatchNorm trained); see the erratum under Table 2."]
+    return assemble("table3_training_set", "Table 3: PASCAL VOC transfer by pretraining set",
+                    columns, pub.TABLE3, rows, best, notes, lead=("training set",))
+
+
+def table4(frame: pd.DataFrame, best: bool = False) -> Table:
+    """VOC2007 detection (ALL) by architecture (paper Table 4)."""
+    records = select(frame, best)
+    archs = dict.fromkeys(["alexnet", "vgg16"])
+    archs.update(dict.fromkeys(sorted(records.loc[records["task"] == "voc-det", "ckpt_arch"]
+                                      .dropna().astype(str).unique())))
+    columns = [Column(pub.ARCH_LABELS.get(a, a), "voc-det", "map", setting="all", arch=a)
+               for a in archs]
+    notes = ["Detection mAP (%), all layers fine-tuned (setting all).",
+             "A measured row is one checkpoint: it fills its own arch's column only; in the "
+             "`<ckpt>` row use a checkpoint of the column's arch."]
+    return assemble("table4_arch", "Table 4: detection by architecture", columns, pub.TABLE4,
+                    measured_rows(records, columns), best, notes)
+
+
+def table5(frame: pd.DataFrame, best: bool = False) -> Table:
+    """Instance retrieval mAP on Oxford5k / Paris6k with R-MAC (paper Table 5)."""
+    columns = [Column("Oxford5k", "retrieval-oxford", "map", setting="rmac"),
+               Column("Paris6k", "retrieval-paris", "map", setting="rmac")]
+    notes = ["mAP (%), original protocol: 55 queries, good+ok positive, junk ignored; "
+             "PCA-whitening learned on the other dataset."]
+    return assemble("table5_retrieval", "Table 5: instance retrieval", columns, pub.TABLE5,
+                    measured_rows(select(frame, best), columns), best, notes)
+
+
+def clustering(frame: pd.DataFrame, best: bool = False, metric: str = "nmi_geometric"
+               ) -> Table:
+    """Clustering quality against labels, JULE's shape: rows = methods, columns = datasets."""
+    records = select(frame, best)
+    records = records.assign(dataset=records["dataset"].map(pub.dataset_label))
+    measured = records.loc[(records["task"] == "clustering") & (records["metric"] == metric),
+                           "dataset"].astype(str).unique()
+    raw = {pub.dataset_label(name): name for name in pub.DATASET_LABELS}
+    labels = dict.fromkeys([*pub.CLUSTER_SETS, "Fashion-MNIST", *sorted(measured)])
+    columns = [Column(label, "clustering", metric, dataset=label,
+                      fillable=label == "Fashion-MNIST" or label in measured,
+                      fill_options=(f"dataset={raw.get(label, label)}",))
+               for label in labels]
+    notes = [f"{CLUSTERING_METRICS.get(metric, metric)} of the clusters against the labels; "
+             "measured rows: one per checkpoint and layer (the clustered features).",
+             "Empty cells of datasets dcbench has no records for stay blank; the fill command "
+             "selects the dataset with --set dataset=NAME.", *pub.CLUSTERING_NOTES]
+    return assemble(f"clustering_{metric}",
+                    f"Clustering: {CLUSTERING_METRICS.get(metric, metric)} by dataset",
+                    columns, pub.CLUSTERING.get(metric, []),
+                    measured_rows(records, columns, per_setting=True), best, notes,
+                    lead=("layer",))
+
+
+def other_records(frame: pd.DataFrame, best: bool, covered: set[tuple[str, str]]
+                  ) -> Table | None:
+    """Records no paper table shows (e.g. knn, top-5 of other tasks), so none is hidden."""
+    records = select(frame, best)
+    pairs = list(zip(records["task"], records["metric"]))
+    records = records[[p not in covered for p in pairs]]
+    if records.empty:
+        return None
+    data, notes, commands = [], [], []
+    keys = ["ckpt_key", "task", "setting", "dataset", "metric"]
+    for _, group in records.sort_values("started").groupby(keys, dropna=False, sort=True):
+        last = group.iloc[-1]
+        label = checkpoint_label(last)
+        where = f"{last['task']} {last['setting']} {last['metric']} of {label}"
+        cell = summarize(group, str(last["metric"]), where)
+        if cell is None:
+            continue
+        notes += cell[3]
+        commands += [c for c in cell[4] if c not in commands]
+        data.append({"method": label, "source": "measured", "task": last["task"],
+                     "setting": last["setting"], "dataset": last["dataset"],
+                     "metric": last["metric"], "value": cell[2]})
+    frame = pd.DataFrame(data, columns=["method", "source", "task", "setting", "dataset",
+                                        "metric", "value"], dtype=object).fillna("")
+    return Table(name="other_records", title="Other records (no paper table)", frame=frame,
+                 value_columns=["value"], notes=[value_note(best), STD_NOTE, *notes],
+                 commands=commands, has_measured=True)
+
+
+def paper_tables(frame: pd.DataFrame, best: bool = False) -> list[Table]:
+    """Every table of the report, in the order report.md shows them."""
+    always = [table1(frame, best), table2(frame, best), table3(frame, best),
+              table4(frame, best), table5(frame, best), clustering(frame, best, "nmi_geometric"),
+              clustering(frame, best, "acc"), clustering(frame, best, "ari")]
+    if_measured = [table1(frame, best, metric="top5"), clustering(frame, best, "nmi_arithmetic")]
+    tables = always + [t for t in if_measured if t.has_measured]
+    covered = set().union(*(t.covers for t in always + if_measured))
+    other = other_records(frame, best, covered)
+    return tables + ([other] if other is not None else [])

@@ -1,0 +1,235 @@
+"""`dcbench report` on hand-written records and run folders: exact cells, published rows,
+fill commands, --best, quick records left out, and figures that are real PNGs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from dcbench.report import build_report
+from dcbench.report.tables import paper_tables
+from dcbench.results import load_frame
+
+DC = {"path": "runs/dc/checkpoint.pth.tar", "sha256": "1a2b3c4d" + "0" * 56, "arch": "alexnet",
+      "sobel": True, "format": "dcbench", "epoch": 100, "method": "deepcluster", "k": 100,
+      "data": "fashion-mnist"}
+VGG = {"path": "runs/vgg/checkpoint.pth.tar", "sha256": "feedbeef" + "1" * 56, "arch": "vgg16",
+       "sobel": True, "format": "deepcluster", "epoch": 500, "method": "deepcluster",
+       "k": 10000, "data": "imagenet"}
+RANDOM = {"path": "random:alexnet:0", "sha256": "abcdef01" + "2" * 56, "arch": "alexnet",
+          "sobel": True, "format": "random", "epoch": 0, "method": "random", "k": None,
+          "data": None}
+DC_ROW = "deepcluster · runs/dc/checkpoint.pth.tar · 1a2b3c4d"
+VGG_ROW = "deepcluster · runs/vgg/checkpoint.pth.tar · feedbeef"
+RANDOM_ROW = "random · random:alexnet:0 · abcdef01"
+
+
+def record(task: str, setting: str, metric: str, value: float, ckpt: dict, *, best=None,
+           seed: int = 0, config_hash: str = "c0", started: str = "2024-01-01T00:00:00Z",
+           quick: bool = False, dataset: str = "imagenet") -> dict:
+    return {"task": task, "setting": setting, "dataset": dataset, "split": "val",
+            "metric": metric, "value": value, "best": best,
+            "best_epoch": None if best is None else 20, "epochs": None if best is None else 30,
+            "checkpoint": ckpt, "seed": seed, "config": {"epochs": 30},
+            "config_hash": config_hash, "code_version": "git:abc", "dcbench_version": "0.1.0",
+            "started": started, "seconds": 1.0, "device": "cpu", "world_size": 1,
+            "quick": quick, "command": f"dcbench eval --task {task} --ckpt {ckpt['path']} "
+                                       f"--seed {seed}", "extra": {}}
+
+
+RECORDS = [
+    # two seeds of one cell, each with a best epoch above its final value
+    record("linear-imagenet", "conv3", "top1", 40.85, DC, best=41.0, seed=0),
+    record("linear-imagenet", "conv3", "top1", 41.55, DC, best=42.0, seed=1),
+    record("linear-imagenet", "conv5", "top1", 30.0, DC, best=35.0),
+    # a quick record: its cell must stay empty
+    record("linear-imagenet", "conv1", "top1", 99.0, DC, quick=True),
+    # two configs of one cell: the most recent one is shown
+    record("linear-imagenet", "conv4", "top1", 10.0, DC, config_hash="old",
+           started="2024-01-01T00:00:00Z"),
+    record("linear-imagenet", "conv4", "top1", 38.3, DC, config_hash="new",
+           started="2024-02-01T00:00:00Z"),
+    # a task without epochs (best is null) and a task no paper table shows
+    record("voc-cls", "fc6-8", "map", 30.0, RANDOM, dataset="voc2007"),
+    record("knn", "conv5", "top1", 55.5, DC, dataset="fashion-mnist"),
+    record("voc-det", "all", "map", 60.12, VGG, dataset="voc2007"),
+    record("clustering", "conv5", "nmi_geometric", 0.51234, DC, dataset="fashion-mnist"),
+    record("clustering", "conv5", "acc", 55.62, DC, dataset="fashion-mnist"),
+]
+
+
+def write_records(root: Path, records: list[dict]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype=str, keep_default_na=False)
+
+
+def csv_cell(root: Path, name: str, method: str, column: str, source: str = "measured") -> str:
+    frame = read_csv(root / "tables" / f"{name}.csv")
+    hit = frame[(frame["method"] == method) & frame["source"].str.startswith(source)]
+    assert len(hit) == 1, f"{method} ({source}) rows in {name}: {len(hit)}"
+    return hit.iloc[0][column]
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    write_records(tmp_path, RECORDS)
+    return tmp_path
+
+
+def test_cells_final_values(results: Path) -> None:
+    report = build_report(results, runs=[])
+    assert report == results / "report.md"
+    assert csv_cell(results, "table1_linear", DC_ROW, "ImageNet conv3") == "41.2 ± 0.5"
+    assert csv_cell(results, "table1_linear", DC_ROW, "ImageNet conv5") == "30.0"
+    assert csv_cell(results, "table1_linear", DC_ROW, "ImageNet conv4") == "38.3"
+    assert csv_cell(results, "table2_voc", RANDOM_ROW, "Classification FC6-8") == "30.0"
+    assert csv_cell(results, "table4_arch", VGG_ROW, "VGG-16") == "60.1"
+    assert csv_cell(results, "table4_arch", VGG_ROW, "AlexNet") == ""     # another arch's
+    assert csv_cell(results, "table3_training_set", VGG_ROW, "training set") == "ImageNet"
+    assert csv_cell(results, "clustering_nmi_geometric", DC_ROW, "Fashion-MNIST") == "0.512"
+    assert csv_cell(results, "clustering_acc", DC_ROW, "Fashion-MNIST") == "55.6"
+    assert csv_cell(results, "clustering_acc", DC_ROW, "layer") == "conv5"
+    assert csv_cell(results, "other_records", DC_ROW, "value") == "55.5"
+
+
+def test_best_switches_cells(results: Path) -> None:
+    build_report(results, runs=[], best=True)
+    assert csv_cell(results, "table1_linear", DC_ROW, "ImageNet conv3") == "41.5 ± 0.7"
+    assert csv_cell(results, "table1_linear", DC_ROW, "ImageNet conv5") == "35.0"
+    # no best recorded: the final value stands
+    assert csv_cell(results, "table2_voc", RANDOM_ROW, "Classification FC6-8") == "30.0"
+
+
+def test_published_rows_marked(results: Path) -> None:
+    build_report(results, runs=[])
+    assert csv_cell(results, "table1_linear", "DeepCluster", "ImageNet conv3",
+                    source="published") == "38.2"
+    assert csv_cell(results, "table1_linear", "Places labels", "ImageNet conv1",
+                    source="published") == ""
+    assert csv_cell(results, "table2_voc", "DeepCluster", "Classification FC6-8",
+                    source="published") == "70.4"
+    assert csv_cell(results, "table5_retrieval", "DeepCluster", "Oxford5k",
+                    source="published") == "61.0"
+    assert csv_cell(results, "clustering_nmi_geometric", "JULE-RC", "FRGC",
+                    source="published") == "0.574 (u)"
+    notes = (results / "tables" / "table2_voc.md").read_text()
+    assert "70.4 with BatchNorm frozen" in notes and "72.0" in notes
+
+
+def test_quick_records_left_out_and_fill_commands(results: Path) -> None:
+    report = build_report(results, runs=[]).read_text()
+    fill = "dcbench eval --task linear-imagenet --ckpt runs/dc/checkpoint.pth.tar --setting conv1"
+    assert csv_cell(results, "table1_linear", DC_ROW, "ImageNet conv1") == fill
+    assert "99.0" not in (results / "tables" / "table1_linear.csv").read_text()
+    assert f"`{fill}`" in (results / "tables" / "table1_linear.md").read_text()
+    assert "1 quick records" in report
+    assert csv_cell(results, "table2_voc", RANDOM_ROW, "Classification ALL") == (
+        "dcbench eval --task voc-cls --ckpt random:alexnet:0 --setting all")
+    # the filling commands are listed under the table
+    assert "dcbench eval --task linear-imagenet --ckpt runs/dc/checkpoint.pth.tar --seed 1" \
+        in report
+    assert "--seed 0`" in report and "--task linear-imagenet --ckpt runs/dc/checkpoint" \
+        ".pth.tar --setting conv1 --setting conv2" in report
+
+
+def test_notes_name_the_config_shown(results: Path) -> None:
+    tables = {t.name: t for t in paper_tables(load_frame(results / "records.jsonl"))}
+    table1 = tables["table1_linear"]
+    assert table1.cell(DC_ROW, "ImageNet conv3") == "41.2 ± 0.5"
+    assert any("2 configs recorded" in n and "(new," in n for n in table1.notes)
+    assert any("ddof=1" in n for n in table1.notes)
+
+
+def test_empty_results_still_write_every_table(tmp_path: Path) -> None:
+    report = build_report(tmp_path / "empty", runs=None).read_text()
+    tables = tmp_path / "empty" / "tables"
+    for name in ("table1_linear", "table2_voc", "table3_training_set", "table4_arch",
+                 "table5_retrieval", "clustering_nmi_geometric", "clustering_acc",
+                 "clustering_ari"):
+        for suffix in ("md", "csv", "tex"):
+            assert (tables / f"{name}.{suffix}").stat().st_size > 0
+    assert csv_cell(tmp_path / "empty", "table1_linear", "DeepCluster", "Places conv5",
+                    source="published") == "33.1"
+    assert csv_cell(tmp_path / "empty", "table5_retrieval", "<ckpt>", "Paris6k") == (
+        "dcbench eval --task retrieval-paris --ckpt <ckpt> --setting rmac")
+    assert not (tmp_path / "empty" / "figures").exists() or not any(
+        (tmp_path / "empty" / "figures").iterdir())
+    assert report.count("Skipped:") == 3
+    assert not (tables / "other_records.csv").exists()
+
+
+def write_run(folder: Path, clustering: str | None, sizes: list[int] | None,
+              epochs: int = 3) -> None:
+    """A pretraining run folder as `dcbench pretrain --out` leaves it."""
+    folder.mkdir(parents=True)
+    method = "deepcluster" if clustering else "supervised"
+    config = {"method": method, "data": "fashion-mnist", "arch": "alexnet-small",
+              "k": len(sizes) + 1 if sizes else None, "epochs": epochs, "clustering": clustering,
+              "seed": 31}
+    (folder / "config.json").write_text(json.dumps(config))
+    lines = []
+    for epoch in range(1, epochs + 1):
+        nmi = None if clustering is None else 0.2 + 0.1 * epoch
+        lines.append(json.dumps({
+            "epoch": epoch, "loss": 4.0 / epoch, "nmi_prev": None if epoch == 1 or nmi is None
+            else nmi + 0.2, "nmi_labels": nmi, "clustering": clustering, "method": method,
+            "seconds": {"epoch": 1.0}, "skipped_images": 0, "images_per_second": 100.0}))
+    (folder / "log.jsonl").write_text("\n".join(lines) + "\n{\"epoch\": 4, \"lo")  # cut line
+    if sizes:
+        (folder / "assignments").mkdir()
+        for epoch in range(1, epochs + 1):
+            labels = np.repeat(np.arange(len(sizes)), sizes)
+            np.save(folder / "assignments" / f"epoch_{epoch:04d}.npy",
+                    np.concatenate([labels, [-1]]).astype(np.int64))
+
+
+def assert_png(path: Path) -> None:
+    assert path.stat().st_size > 0
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = np.asarray(Image.open(path).convert("L"))
+    assert pixels.std() > 0, f"{path} is a blank image"
+
+
+def test_figures_from_run_folders(results: Path) -> None:
+    runs = results / "runs"
+    write_run(runs / "dc-kmeans", "kmeans", [30, 25, 20, 18, 7])
+    write_run(runs / "dc-pic", "pic", [90, 5, 3, 1, 1])
+    write_run(runs / "supervised", None, None)
+    (runs / "not-a-run").mkdir()
+    report = build_report(results, runs=None).read_text()
+    for name in ("fig2_nmi", "fig3_cluster_sizes", "probe_layers"):
+        assert_png(results / "figures" / f"{name}.png")
+        assert f"figures/{name}.png" in report
+    assert "log.jsonl:4 is not an epoch record" in report
+    assert "Skipped:" not in report
+
+
+def test_explicit_runs_and_stale_figures(results: Path, tmp_path: Path) -> None:
+    write_run(tmp_path / "elsewhere" / "dc", "kmeans", [4, 3, 2])
+    build_report(results, runs=[str(tmp_path / "elsewhere" / "dc")])
+    assert_png(results / "figures" / "fig3_cluster_sizes.png")
+    # a folder without a log is named, and a figure with nothing to draw is removed
+    report = build_report(results, runs=[str(tmp_path / "missing")]).read_text()
+    assert "no log.jsonl" in report
+    assert not (results / "figures" / "fig3_cluster_sizes.png").exists()
+    assert (results / "figures" / "probe_layers.png").exists()
+
+
+def test_runs_found_from_recorded_checkpoints(tmp_path: Path) -> None:
+    run = tmp_path / "pretrain" / "dc"
+    write_run(run, "kmeans", [5, 4, 3])
+    (run / "checkpoint.pth.tar").write_bytes(b"not read by the report")
+    ckpt = {**DC, "path": str(run / "checkpoint.pth.tar")}
+    write_records(tmp_path / "results", [record("knn", "conv5", "top1", 50.0, ckpt)])
+    report = build_report(tmp_path / "results", runs=None).read_text()
+    assert_png(tmp_path / "results" / "figures" / "fig2_nmi.png")
+    assert f"`{run}`" in report
