@@ -1,0 +1,224 @@
+"""`dcbench eval` and `dcbench tasks`: run one registered task on any checkpoint and record it.
+
+Everything that can be refused is refused before any work: the task, its settings and options,
+the checkpoint, the arch against the task's input size, and the presence of its data. Then,
+per seed: settings already recorded for this checkpoint hash and config hash are skipped
+(unless --force), everything is seeded, the trunk's state (weights and BN buffers) is
+fingerprinted, the task runs, and a frozen-trunk task must leave the fingerprint bit-identical
+(as MoCo checks) or nothing is recorded. Each measurement becomes one Record line.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+import torch
+
+import dcbench
+from dcbench import distributed, tasks
+from dcbench.checkpoint import CheckpointInfo, load_trunk
+from dcbench.data.registry import candidate_roots, resolve_root
+from dcbench.errors import DcbenchError
+from dcbench.extract import prepare
+from dcbench.models import Trunk
+from dcbench.progress import say
+from dcbench.provenance import code_version, config_hash
+from dcbench.results import Record, append_records, cache_key, recorded_keys, results_dir
+
+
+def parse_value(text: str) -> Any:
+    """'5' -> 5, '0.1' -> 0.1, 'true'/'false' -> bool, 'none' -> None, else the string."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_overrides(task: tasks.Task, overrides: tuple[str, ...] | list[str]
+                    ) -> dict[str, Any]:
+    """`--set KEY=VALUE` pairs checked against the task's options (their defaults' types)."""
+    out: dict[str, Any] = {}
+    valid = task.options
+    listing = ", ".join(f"{k}={v}" for k, v in valid.items()) or "none"
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise DcbenchError(f"--set expects KEY=VALUE, got '{item}'")
+        if key not in valid:
+            raise DcbenchError(f"task '{task.name}' has no option '{key}'; its options: "
+                               f"{listing}")
+        value, default = parse_value(text), valid[key]
+        if isinstance(default, float) and type(value) is int:
+            value = float(value)
+        if default is not None and value is not None and type(value) is not type(default):
+            raise DcbenchError(f"option '{key}' of task '{task.name}' takes "
+                               f"{type(default).__name__} values (default {default}), "
+                               f"got '{text}'")
+        out[key] = value
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def state_fingerprint(trunk: Trunk) -> dict[str, str]:
+    """A sha256 per state-dict tensor (weights and BN buffers), layout-independent."""
+    out = {}
+    for name, t in trunk.state_dict().items():
+        data = t.detach().cpu().contiguous()
+        out[name] = hashlib.sha256(data.numpy().tobytes() if data.dtype != torch.bfloat16
+                                   else data.view(torch.int16).numpy().tobytes()).hexdigest()
+    return out
+
+
+def check_frozen(task: tasks.Task, before: dict[str, str], after: dict[str, str]) -> None:
+    changed = sorted(k for k in before if before[k] != after.get(k)) + sorted(
+        k for k in after if k not in before)
+    if changed:
+        shown = ", ".join(changed[:4]) + (f" (+{len(changed) - 4} more)" if len(changed) > 4
+                                          else "")
+        raise DcbenchError(f"task '{task.name}' changed the frozen trunk ({len(changed)} "
+                           f"tensors differ: {shown}); nothing was recorded")
+
+
+def make_records(task: tasks.Task, measurements: list[tasks.Measurement],
+                 settings: list[str], info: CheckpointInfo, ctx: tasks.RunContext,
+                 config: dict[str, Any], chash: str, started: str, seconds: float,
+                 command: str) -> list[Record]:
+    out = []
+    for m in measurements:
+        if m.setting not in settings:
+            raise DcbenchError(f"task '{task.name}' returned a measurement for setting "
+                               f"'{m.setting}', which was not run ({', '.join(settings)})")
+        out.append(Record(
+            task=task.name, setting=m.setting, dataset=m.dataset, split=m.split,
+            metric=m.metric, value=float(m.value),
+            best=None if m.best is None else float(m.best), best_epoch=m.best_epoch,
+            epochs=m.epochs, checkpoint=info.as_record(), seed=ctx.seed, config=config,
+            config_hash=chash, code_version=code_version(),
+            dcbench_version=dcbench.__version__, started=started, seconds=round(seconds, 3),
+            device=str(ctx.device), world_size=distributed.world_size(), quick=ctx.quick,
+            command=command, extra={**m.extra, "run_settings": list(settings)}))
+    return out
+
+
+def summary(records: list[Record]) -> str:
+    """A small table of what was just measured."""
+    lines = [f"{'task':16s} {'setting':8s} {'seed':>4s} {'metric':15s} {'final':>9s} "
+             f"{'best':>9s} {'epoch':>5s}"]
+    for r in records:
+        best = "" if r.best is None else f"{r.best:9.3f}"
+        epoch = "" if r.best_epoch is None else str(r.best_epoch)
+        lines.append(f"{r.task:16s} {r.setting:8s} {r.seed:4d} {r.metric:15s} {r.value:9.3f} "
+                     f"{best:>9s} {epoch:>5s}")
+    return "\n".join(lines)
+
+
+def run_frozen_checked(task: tasks.Task, trunk: Trunk, settings: list[str],
+                       ctx: tasks.RunContext) -> list[tasks.Measurement]:
+    """Seed everything and run; a frozen task must leave the trunk bit-identical, a task
+    that trains it gets the trunk back as it was (the next seed starts from the checkpoint)."""
+    seed_everything(ctx.seed)
+    if not task.frozen:
+        initial = copy.deepcopy(trunk.state_dict())
+        measurements = task.run(trunk, settings, ctx)
+        trunk.load_state_dict(initial)
+        return measurements
+    before = state_fingerprint(trunk)
+    measurements = task.run(trunk, settings, ctx)
+    check_frozen(task, before, state_fingerprint(trunk))
+    return measurements
+
+
+def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
+    """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written."""
+    task = tasks.get_task(opts["task"])
+    settings = tasks.expand_settings(task, list(opts.get("settings") or ()))
+    options = parse_overrides(task, opts.get("overrides") or ())
+    first, n_seeds = int(opts.get("seed") or 0), int(opts.get("seeds") or 1)
+    if n_seeds < 1:
+        raise DcbenchError(f"--seeds must be at least 1, got {n_seeds}")
+    results = opts.get("results")
+    device = distributed.pick_device()
+    ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
+                           out_dir=results_dir(results), quick=bool(opts.get("quick")),
+                           workers=opts.get("workers"), options=options)
+    config = {**task.config(ctx), "quick": ctx.quick, "options": options}
+    chash = config_hash(config)
+    trunk, info = load_trunk(opts["ckpt"], device)
+    trunk = prepare(trunk, device).eval()
+    task.check(trunk, ctx)
+    for name in task.data_needed(ctx):
+        resolve_root(name, data_root=ctx.data_root)      # the error says where it looked
+
+    written: list[Record] = []
+    for seed in range(first, first + n_seeds):
+        done = set() if opts.get("force") else recorded_keys(results)
+        todo = [s for s in settings
+                if cache_key(task.name, s, info.sha256, chash, seed) not in done]
+        for s in settings:
+            if s not in todo:
+                say(f"skip {task.name} {s} seed {seed}: already recorded for this checkpoint "
+                    f"and config ({chash}); --force reruns it")
+        if not todo:
+            continue
+        ctx.seed = seed
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        t0 = time.perf_counter()
+        measurements = run_frozen_checked(task, trunk, todo, ctx)
+        records = make_records(task, measurements, todo, info, ctx, config, chash, started,
+                               time.perf_counter() - t0, command)
+        if distributed.is_main():
+            append_records(records, results)
+        written.extend(records)
+    if written:
+        print(summary(written))
+    return written
+
+
+def _data_status(name: str, data_root: str | None) -> str:
+    try:
+        looked = ", ".join(str(c) for c in candidate_roots(name, data_root=data_root))
+    except DcbenchError:
+        return f"{name} (not a registered dataset)"
+    try:
+        return f"{name} (found: {resolve_root(name, data_root=data_root)})"
+    except DcbenchError:
+        return f"{name} (MISSING; looked in: {looked or 'nowhere, set --data-root'})"
+
+
+def task_table(data_root: str | None = None) -> str:
+    """Every registered task (built-ins and plugins): settings, options, data found or not."""
+    tasks.load_plugins()
+    lines = []
+    for name in sorted(tasks.TASKS):
+        task = tasks.TASKS[name]()
+        default = task.default_settings or task.settings
+        lines.append(f"{name}  -  {task.description or (type(task).__doc__ or '').strip()}")
+        lines.append(f"    settings: {' '.join(task.settings)} (default: {' '.join(default)})")
+        data = [_data_status(d, data_root) for d in task.datasets]
+        lines.append(f"    data:     {'; '.join(data) or 'none'}")
+        if task.options:
+            opts = " ".join(f"{k}={v}" for k, v in task.options.items())
+            lines.append(f"    options:  {opts}")
+    lines.extend(f"warning: {e}" for e in tasks.registry.PLUGIN_ERRORS)
+    return "\n".join(lines)

@@ -1,0 +1,67 @@
+"""What a task feeds the trunk: which image side a dataset gives, whether the checkpoint's arch
+takes that side, and the (quick-mode subset of the) labelled splits.
+
+A 224 px dataset (ImageNet, Places205) needs alexnet or vgg16; a 32 px dataset
+(Fashion-MNIST, padded from 28) needs alexnet-small. Both are checked before any work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from torch.utils.data import Dataset
+
+from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
+from dcbench.errors import DcbenchError
+from dcbench.models import MODELS, Trunk
+
+SIDES = {"large": 224, "small": 32}
+QUICK_TRAIN, QUICK_TEST = 512, 256       # --quick: the same code on this many images
+QUICK_SUBSET_SEED = 0                    # the same quick subset for every seed
+
+
+def input_side(dataset: str) -> int:
+    return SIDES[get_dataset_spec(dataset).size]
+
+
+def check_input(trunk: Trunk, dataset: str, task: str) -> None:
+    """Refuse an unlabelled dataset, or a trunk whose input size is not the one the dataset's
+    images come at."""
+    if not get_dataset_spec(dataset).labelled:
+        raise DcbenchError(f"task '{task}' needs labels and dataset '{dataset}' has none; use a "
+                           f"labelled dataset (e.g. fashion-mnist, imagenet)")
+    side = input_side(dataset)
+    if trunk.INPUT_SIZE != side:
+        fits = [a for a, cls in MODELS.items() if cls.INPUT_SIZE == side]
+        raise DcbenchError(f"task '{task}' feeds {side} px images ({dataset}) but the checkpoint "
+                           f"is {trunk.ARCH}, which takes {trunk.INPUT_SIZE} px; use a "
+                           f"checkpoint of arch {' or '.join(fits)}")
+
+
+def eval_split(dataset: str) -> str:
+    """The held-out split results are reported on: 'test' where there is one, else 'val'."""
+    splits = get_dataset_spec(dataset).splits
+    return "test" if "test" in splits else "val"
+
+
+def train_split(dataset: str) -> str:
+    return get_dataset_spec(dataset).splits[0]
+
+
+def transform_for(dataset: str, recipe: str) -> Callable:
+    spec = get_dataset_spec(dataset)
+    return make_transform(recipe, spec.size, spec.mean, spec.std, spec.native)
+
+
+def labelled_split(dataset: str, split: str, transform: Callable, data_root: str | None,
+                   max_images: int | None) -> Dataset:
+    """A labelled split: a seeded subset of at most `max_images` (all when None)."""
+    data = build_dataset(dataset, split, transform, data_root=data_root)
+    return subset(data, max_images, QUICK_SUBSET_SEED)
+
+
+def num_classes(data: Dataset) -> int:
+    classes = getattr(data, "classes", None)
+    if classes:
+        return len(classes)
+    return int(max(data.targets)) + 1

@@ -1,0 +1,114 @@
+"""`knn`: weighted k-nearest-neighbour accuracy of a layer's frozen features (Wu et al. 2018,
+as DINO evaluates): cosine similarity between L2-normalised features, the k = 20 nearest
+training images vote for their class with weight exp(similarity / 0.07).
+
+The held-out images' features are held in memory; the training set streams past them in
+batches and only the running top-k similarities and labels are kept, so the memory bank is
+never materialised. Conv layers are pooled as for the linear probes. All requested layers
+come from one frozen pass over each split.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+
+from dcbench.models import Trunk
+
+from .features import collect, iter_pooled
+from .inputs import (
+    QUICK_TEST,
+    QUICK_TRAIN,
+    check_input,
+    eval_split,
+    labelled_split,
+    num_classes,
+    train_split,
+    transform_for,
+)
+from .pooling import Pooler
+from .registry import Measurement, RunContext, Task, register_task
+
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+
+
+class RunningTopK:
+    """The k most similar training rows seen so far, for every query row."""
+
+    def __init__(self, queries: torch.Tensor, k: int) -> None:
+        self.queries, self.k = queries, k
+        n = len(queries)
+        self.sims = torch.full((n, 0), -2.0, device=queries.device)
+        self.labels = torch.zeros((n, 0), dtype=torch.long, device=queries.device)
+
+    def add(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
+        sims = torch.cat([self.sims, self.queries @ keys.T], dim=1)
+        labs = torch.cat([self.labels, labels.expand(len(self.queries), -1)], dim=1)
+        top = sims.topk(min(self.k, sims.shape[1]), dim=1)
+        self.sims, self.labels = top.values, labs.gather(1, top.indices)
+
+
+def vote(top: RunningTopK, n_classes: int, temperature: float) -> torch.Tensor:
+    """Class scores: the sum of exp(sim / T) over the neighbours of each class."""
+    weights = (top.sims / temperature).exp()
+    scores = torch.zeros(len(top.sims), n_classes, device=weights.device)
+    return scores.scatter_add_(1, top.labels, weights)
+
+
+@register_task("knn", settings=LAYERS, datasets=("fashion-mnist",))
+class KNN(Task):
+    """Weighted kNN (k 20, T 0.07) of the held-out split against the training split."""
+
+    description = "weighted k-NN accuracy (k 20, T 0.07) of a layer's features"
+    default_settings = ("conv5", "fc7")
+    frozen = True
+    options: dict[str, Any] = {
+        "dataset": "fashion-mnist", "k": 20, "temperature": 0.07, "max_train": None,
+        "max_test": None,
+    }
+
+    def config(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = {**self.options, **ctx.options}
+        cfg["train_split"] = train_split(cfg["dataset"])
+        cfg["test_split"] = eval_split(cfg["dataset"])
+        if ctx.quick:
+            cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
+            cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
+        return cfg
+
+    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
+        return (self.config(ctx)["dataset"],)
+
+    def check(self, trunk: Trunk, ctx: RunContext) -> None:
+        check_input(trunk, self.config(ctx)["dataset"], self.name)
+
+    def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
+        cfg = self.config(ctx)
+        ds = cfg["dataset"]
+        tf = transform_for(ds, "eval")
+        train = labelled_split(ds, cfg["train_split"], tf, ctx.data_root, cfg["max_train"])
+        test = labelled_split(ds, cfg["test_split"], tf, ctx.data_root, cfg["max_test"])
+        n_classes = num_classes(train)
+        pooler = Pooler(trunk, settings, ctx.device)
+        queries, labels = collect(trunk, pooler, test, ctx, f"{self.name} queries")
+        tops = {k: RunningTopK(F.normalize(q, dim=1), cfg["k"]) for k, q in queries.items()}
+        for targets, pooled in iter_pooled(trunk, pooler, train, ctx, f"{self.name} bank"):
+            for k, v in pooled.items():
+                tops[k].add(F.normalize(v, dim=1), targets)
+        truth = torch.from_numpy(labels).to(ctx.device)
+        out = []
+        for layer in settings:
+            scores = vote(tops[layer], n_classes, cfg["temperature"])
+            pred = scores.topk(min(5, n_classes), dim=1).indices
+            hits = pred == truth[:, None]
+            acc = {"top1": hits[:, 0].float().mean(), "top5": hits.any(1).float().mean()}
+            for metric, value in acc.items():
+                out.append(Measurement(
+                    setting=layer, dataset=ds, split=cfg["test_split"], metric=metric,
+                    value=100.0 * float(value),
+                    extra={"k": cfg["k"], "temperature": cfg["temperature"],
+                           "dim": pooler.dims[layer], "n_train": len(train),
+                           "n_test": len(test), "n_classes": n_classes}))
+        return out

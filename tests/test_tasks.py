@@ -1,0 +1,146 @@
+"""The built-in tasks end to end in quick mode (random:alexnet-small on Fashion-MNIST, and
+random:alexnet on a tiny ImageNet-layout folder), plus their building blocks."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from dcbench import tasks
+from dcbench.checkpoint import load_trunk
+from dcbench.evaluate import run_eval
+from dcbench.results import Record, read_records, records_path
+
+CONV = ["conv1", "conv2", "conv3", "conv4", "conv5"]
+
+
+def run(task: str, results: Path, ckpt: str = "random:alexnet-small", **kw) -> list[Record]:
+    opts = {"task": task, "ckpt": ckpt, "settings": (), "seed": 0, "seeds": 1, "force": False,
+            "quick": True, "data_root": None, "results": str(results), "overrides": (),
+            "workers": 0, **kw}
+    return run_eval(opts, command=f"dcbench eval --task {task} --quick")
+
+
+def by(records: list[Record], setting: str, metric: str) -> Record:
+    return next(r for r in records if r.setting == setting and r.metric == metric)
+
+
+def test_reference_pools_for_alexnet_at_224() -> None:
+    trunk, _ = load_trunk("random:alexnet")
+    pooler = tasks.pooling.Pooler(trunk, CONV, torch.device("cpu"))
+    assert pooler.dims == {"conv1": 96 * 10 * 10, "conv2": 256 * 6 * 6, "conv3": 384 * 5 * 5,
+                           "conv4": 384 * 5 * 5, "conv5": 256 * 6 * 6}
+
+
+def test_small_inputs_pool_to_about_the_32px_target() -> None:
+    trunk, _ = load_trunk("random:alexnet-small")
+    pooler = tasks.pooling.Pooler(trunk, [*CONV, "fc7"], torch.device("cpu"))
+    assert tasks.pooling.pool_target(32) == 1536 and tasks.pooling.pool_target(224) == 9216
+    assert pooler.dims == {"conv1": 48 * 6 * 6, "conv2": 96 * 4 * 4, "conv3": 160 * 3 * 3,
+                           "conv4": 160 * 3 * 3, "conv5": 96 * 4 * 4, "fc7": 512}
+    assert tasks.pooling.pooled_side(64, 224, 9216) == 12          # VGG16 conv1 -> 64x12x12 = 9216
+    assert tasks.pooling.pooled_side(512, 2, 9216) == 2            # never above the map's own side
+
+
+def test_probe_tasks_read_the_paper_datasets_and_splits() -> None:
+    ctx = tasks.RunContext(device=torch.device("cpu"))
+    expected = {"linear-imagenet": ("imagenet", "val", 90),
+                "linear-places": ("places205", "val", 90),
+                "linear-fmnist": ("fashion-mnist", "test", 10)}
+    for name, (dataset, split, epochs) in expected.items():
+        cfg = tasks.get_task(name).config(ctx)
+        assert (cfg["dataset"], cfg["test_split"], cfg["epochs"]) == (dataset, split, epochs)
+
+
+def test_sqrt_schedule_is_eval_linear_learning_rate_decay() -> None:
+    cfg, lr_at = dict(tasks.linear_probe.PAPER_RECIPE), tasks.linear_probe.lr_at
+    assert lr_at(cfg, 0, 100) == pytest.approx(0.01)
+    assert lr_at(cfg, 10_000, 100) == pytest.approx(0.01 / math.sqrt(1 + 0.01 * 1e-4 * 10_000))
+
+
+def test_running_topk_matches_brute_force() -> None:
+    g = torch.Generator().manual_seed(0)
+    queries = torch.nn.functional.normalize(torch.randn(7, 5, generator=g), dim=1)
+    keys = torch.nn.functional.normalize(torch.randn(50, 5, generator=g), dim=1)
+    labels = torch.randint(0, 3, (50,), generator=g)
+    top = tasks.knn.RunningTopK(queries, 4)
+    for i in range(0, 50, 16):
+        top.add(keys[i:i + 16], labels[i:i + 16])
+    sims = queries @ keys.T
+    ref = sims.topk(4, dim=1)
+    assert torch.allclose(top.sims, ref.values)
+    assert torch.equal(top.labels, labels[ref.indices])
+    scores = tasks.knn.vote(top, 3, 0.07)
+    expected = torch.zeros(7, 3).scatter_add_(1, labels[ref.indices], (ref.values / 0.07).exp())
+    assert torch.allclose(scores, expected)
+
+
+def test_linear_fmnist_quick_records_every_layer(tmp_path: Path) -> None:
+    records = run("linear-fmnist", tmp_path)
+    assert {(r.setting, r.metric) for r in records} == {(c, m) for c in CONV
+                                                       for m in ("top1", "top5")}
+    for r in records:
+        assert (r.task, r.dataset, r.split, r.epochs) == ("linear-fmnist", "fashion-mnist",
+                                                          "test", 2)
+        assert 0.0 <= r.value <= 100.0 and r.best >= r.value
+        assert r.best == max(r.extra["curve"]) and 1 <= r.best_epoch <= 2
+        assert r.extra["cached_features"] and r.extra["n_train"] == 512
+    assert by(records, "conv2", "top1").value > 30.0       # 10 classes: chance is 10 %
+    on_disk = read_records(records_path(tmp_path))
+    assert len(on_disk) == len(records)
+
+
+def test_linear_fmnist_streams_when_cache_is_off(tmp_path: Path) -> None:
+    records = run("linear-fmnist", tmp_path, settings=("conv5",),
+                  overrides=("cache_mb=0", "epochs=1"))
+    assert {r.metric for r in records} == {"top1", "top5"}
+    assert not records[0].extra["cached_features"] and records[0].epochs == 1
+    assert records[0].config["cache_mb"] == 0
+
+
+def test_clustering_quick_metrics_in_range(tmp_path: Path) -> None:
+    records = run("clustering", tmp_path, settings=("fc6", "fc7"))
+    assert {r.metric for r in records} == {"nmi_geometric", "nmi_arithmetic", "acc", "ari"}
+    for r in records:
+        assert (r.dataset, r.split, r.best, r.best_epoch) == ("fashion-mnist", "test", None,
+                                                              None)
+        assert r.extra["k"] == 10 and r.extra["n_images"] == 256
+        if r.metric == "acc":
+            assert 10.0 <= r.value <= 100.0          # ACC >= 1/k with k = classes
+        else:
+            assert -1.0 <= r.value <= 1.0
+    assert by(records, "fc6", "nmi_geometric").value > 0.0
+
+
+def test_knn_quick_beats_chance(tmp_path: Path) -> None:
+    records = run("knn", tmp_path, overrides=("k=10",))
+    assert {(r.setting, r.metric) for r in records} == {(s, m) for s in ("conv5", "fc7")
+                                                       for m in ("top1", "top5")}
+    for r in records:
+        assert r.split == "test" and r.extra["k"] == 10 and r.config["k"] == 10
+        assert 0.0 <= r.value <= 100.0
+    assert by(records, "conv5", "top1").value > 40.0
+    assert by(records, "conv5", "top5").value >= by(records, "conv5", "top1").value
+
+
+@pytest.mark.slow
+def test_linear_imagenet_on_a_tiny_imagenet_folder(tmp_path: Path,
+                                                    tiny_image_folder: Path) -> None:
+    """The 224 px probe with the paper's recipe (ten-crop test, AvgPools), on 30 + 20 PNGs."""
+    data_root = tmp_path / "data"
+    data_root.mkdir()
+    (data_root / "imagenet").symlink_to(tiny_image_folder, target_is_directory=True)
+    records = run("linear-imagenet", tmp_path / "results", ckpt="random:alexnet",
+                  data_root=str(data_root), overrides=("epochs=1",))
+    assert {(r.setting, r.metric) for r in records} == {(c, m) for c in CONV
+                                                       for m in ("top1", "top5")}
+    for r in records:
+        assert (r.dataset, r.split, r.epochs, r.best_epoch) == ("imagenet", "val", 1, 1)
+        assert r.config["tencrop"] and r.config["schedule"] == "sqrt"
+        assert r.config["weight_decay"] == 1e-4 and r.config["lr"] == 0.01
+        assert r.extra["n_classes"] == 10 and r.extra["n_test"] == 20
+        assert r.checkpoint["arch"] == "alexnet"
+    assert by(records, "conv1", "top1").extra["dim"] == 9600
