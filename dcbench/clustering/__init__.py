@@ -1,0 +1,1 @@
+"""Clustering for DeepCluster: PCA-whitening, k-means (faiss), PIC, samplers and metrics."""

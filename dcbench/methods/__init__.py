@@ -1,0 +1,59 @@
+"""Pretraining methods: a plain dict from name to the function that runs one epoch.
+
+`run_pretraining` is what `dcbench pretrain` calls: resolve and print the config, set up the
+device (and torchrun's process group), build or resume the session, then run epochs, each
+ending with an atomic checkpoint and a log line.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from dcbench import distributed as dist
+from dcbench.methods import deepcluster, supervised
+from dcbench.methods.config import resolve
+from dcbench.methods.session import Session, build_session, print_config
+from dcbench.progress import say
+from dcbench.threads import configure_threads
+
+METHODS: dict[str, Callable[[Session, int], dict[str, Any]]] = {
+    "deepcluster": deepcluster.run_epoch,
+    "supervised": supervised.run_epoch,
+}
+
+
+def _summary(row: dict[str, Any], total: int, eta: float) -> str:
+    def f(key: str, fmt: str = "{:.3f}") -> str:
+        v = row.get(key)
+        return "-" if v is None else fmt.format(v)
+    secs = " ".join(f"{k} {v:.0f}s" for k, v in row["seconds"].items())
+    return (f"epoch {row['epoch']}/{total}  loss {row['loss']:.3f}  nmi_labels "
+            f"{f('nmi_labels')}  nmi_prev {f('nmi_prev')}  empty {f('empty_reseeded', '{}')}"
+            f"  | {secs} | ETA {eta / 60:.1f} min")
+
+
+def run_pretraining(opts: dict[str, Any], command: str = "") -> Session:
+    """Run (or resume) a pretraining described by CLI-style options."""
+    cfg = resolve(opts)
+    device = dist.init()
+    cfg["world_size"] = dist.world_size()
+    configure_threads()
+    print_config(cfg)
+    session = build_session(cfg, command, device, resume=bool(opts.get("resume")))
+    epoch_fn = METHODS[cfg["method"]]
+    total = cfg["epochs"]
+    durations: list[float] = []
+    for epoch in range(session.start_epoch + 1, total + 1):
+        t0 = time.time()
+        row = epoch_fn(session, epoch)
+        session.history.append(row)
+        session.save(epoch)
+        dist.barrier()
+        durations.append(time.time() - t0)
+        eta = (total - epoch) * sum(durations) / len(durations)
+        say(_summary(row, total, eta))
+    if session.start_epoch >= total:
+        say(f"{session.run.path} already has {session.start_epoch} epochs (--epochs {total})")
+    return session

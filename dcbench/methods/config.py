@@ -1,0 +1,74 @@
+"""The resolved pretraining config: the paper's defaults, adapted where the data are small.
+
+Defaults follow the paper (k 10000, lr 0.05, wd 1e-5, momentum 0.9, batch 256, PCA 256,
+500 epochs); 32-px datasets (Fashion-MNIST) get alexnet-small, k 100, PCA 128, 10 epochs and
+a milder RandomResizedCrop (scale 0.3-1), which fit 60k small images on two CPU cores.
+`batch_size` is the global batch: under torchrun each of W processes takes batch_size / W,
+so the learning rate needs no rescaling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dcbench.data import get_dataset_spec
+from dcbench.errors import DcbenchError
+from dcbench.models import MODELS
+
+PAPER = {"arch": "alexnet", "k": 10000, "epochs": 500, "pca_dim": 256, "min_scale": 0.08}
+SMALL = {"arch": "alexnet-small", "k": 100, "epochs": 10, "pca_dim": 128, "min_scale": 0.3}
+COMMON = {"batch_size": 256, "lr": 0.05, "wd": 1e-5, "momentum": 0.9}
+# Keys a resumed run may change without becoming a different run.
+RESUMABLE_CHANGES = {"epochs", "workers", "save_every", "out"}
+METHOD_NAMES = ("deepcluster", "supervised")
+
+
+def resolve(opts: dict[str, Any]) -> dict[str, Any]:
+    """CLI options (None = default) -> the full config that is printed, saved and hashed."""
+    method = opts.get("method") or "deepcluster"
+    if method not in METHOD_NAMES:
+        raise DcbenchError(f"unknown method '{method}'; choose one of: {', '.join(METHOD_NAMES)}")
+    spec = get_dataset_spec(opts.get("data") or "fashion-mnist")
+    base = SMALL if spec.size == "small" else PAPER
+    cfg: dict[str, Any] = {"method": method, "data": spec.name}
+    for key, default in {**base, **COMMON}.items():
+        value = opts.get(key)
+        cfg[key] = default if value is None else value
+    cfg.update({
+        "root": opts.get("root"), "data_root": opts.get("data_root"),
+        "sobel": bool(opts.get("sobel", True)),
+        "clustering": opts.get("clustering") or "kmeans",
+        "sampler": opts.get("sampler") or "uniform",
+        "reassign": float(opts.get("reassign") or 1.0),
+        "seed": int(opts["seed"]) if opts.get("seed") is not None else 31,
+        "max_images": opts.get("max_images"),
+        "pca_sample": int(opts.get("pca_sample") or 50_000),
+        "kmeans_iters": int(opts.get("kmeans_iters") or 20),
+        "save_every": int(opts.get("save_every") or 0),
+        "workers": opts.get("workers"),
+        "out": str(opts["out"]),
+    })
+    if cfg["arch"] not in MODELS:
+        raise DcbenchError(f"unknown arch '{cfg['arch']}'; choose one of: {', '.join(MODELS)}")
+    expected = 32 if spec.size == "small" else 224
+    if MODELS[cfg["arch"]].INPUT_SIZE != expected:
+        fits = [a for a, m in MODELS.items() if m.INPUT_SIZE == expected]
+        raise DcbenchError(f"arch '{cfg['arch']}' takes {MODELS[cfg['arch']].INPUT_SIZE} px "
+                           f"inputs but '{spec.name}' gives {expected} px; use --arch "
+                           f"{' or '.join(fits)}")
+    if method == "supervised" and not spec.labelled:
+        raise DcbenchError(f"the supervised baseline needs labels and '{spec.name}' has none")
+    for key in ("k", "epochs", "batch_size", "pca_dim"):
+        if int(cfg[key]) < 1:
+            raise DcbenchError(f"--{key.replace('_', '-')} must be at least 1, got {cfg[key]}")
+    if cfg["lr"] <= 0:
+        raise DcbenchError(f"--lr must be positive, got {cfg['lr']}")
+    if cfg["reassign"] <= 0:
+        raise DcbenchError(f"--reassign must be positive, got {cfg['reassign']}")
+    return cfg
+
+
+def differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys whose values differ between a saved run config and a new one (resume check)."""
+    keys = (set(saved) | set(new)) - RESUMABLE_CHANGES - {"world_size"}
+    return sorted(k for k in keys if saved.get(k) != new.get(k))

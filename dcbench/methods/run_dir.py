@@ -1,0 +1,93 @@
+"""A pretraining run folder: what it holds, and how a run starts, refuses or resumes in it.
+
+    DIR/config.json                     the resolved config
+    DIR/checkpoint.pth.tar              latest completed epoch (DeepCluster format)
+    DIR/checkpoint_0010.pth.tar         kept every --save-every epochs
+    DIR/assignments/epoch_0001.npy      the cluster of every image trained on in that epoch
+    DIR/assignments/epoch_0001.json     its clustering statistics (for the log)
+    DIR/log.jsonl                       one line per completed epoch
+
+Every file is written atomically. The assignment of an epoch is saved as soon as it is
+computed, so a run killed during training restores it on --resume instead of re-clustering.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dcbench.atomic import atomic_numpy_save, atomic_write_text
+from dcbench.errors import DcbenchError
+from dcbench.methods.config import differences
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    # -- paths ------------------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pth.tar"
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.jsonl"
+
+    def kept_checkpoint(self, epoch: int) -> Path:
+        return self.path / f"checkpoint_{epoch:04d}.pth.tar"
+
+    def assignment_path(self, epoch: int) -> Path:
+        return self.path / "assignments" / f"epoch_{epoch:04d}.npy"
+
+    # -- start / resume -----------------------------------------------------------------
+    def prepare(self, config: dict[str, Any], resume: bool) -> None:
+        """Create the folder for a new run, or check that --resume matches the saved one."""
+        if self.path.exists() and not self.path.is_dir():
+            raise DcbenchError(f"--out {self.path} is a file, not a folder")
+        if self.config_path.exists():
+            saved = json.loads(self.config_path.read_text())
+            if not resume:
+                raise DcbenchError(f"{self.path} already holds a run; pass --resume to "
+                                   f"continue it or choose another --out")
+            diff = differences(saved, config)
+            if diff:
+                shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff)
+                raise DcbenchError(f"--resume refused: {self.path} holds a run with a different "
+                                   f"config ({shown}); use another --out")
+        elif self.path.exists() and any(self.path.iterdir()):
+            raise DcbenchError(f"{self.path} is not empty and holds no dcbench run; choose "
+                               f"another --out")
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+    # -- log ----------------------------------------------------------------------------
+    def read_log(self, upto: int | None = None) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        rows = [json.loads(x) for x in self.log_path.read_text().splitlines() if x.strip()]
+        return [r for r in rows if upto is None or r["epoch"] <= upto]
+
+    def write_log(self, rows: list[dict[str, Any]]) -> None:
+        atomic_write_text(self.log_path, "".join(json.dumps(r, sort_keys=True) + "\n"
+                                                 for r in rows))
+
+    # -- assignments --------------------------------------------------------------------
+    def save_assignment(self, epoch: int, assignment: np.ndarray, stats: dict[str, Any]) -> None:
+        atomic_numpy_save(self.assignment_path(epoch), assignment.astype(np.int64))
+        atomic_write_text(self.assignment_path(epoch).with_suffix(".json"),
+                          json.dumps(stats, sort_keys=True))
+
+    def load_assignment(self, epoch: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The saved assignment of an epoch and its stats, or None if it was never saved."""
+        npy, meta = self.assignment_path(epoch), self.assignment_path(epoch).with_suffix(".json")
+        if not (npy.exists() and meta.exists()):
+            return None
+        return np.load(npy, allow_pickle=False), json.loads(meta.read_text())

@@ -1,0 +1,110 @@
+"""Everything a pretraining run carries from epoch to epoch, and how it is built or resumed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from dcbench import distributed as dist
+from dcbench.checkpoint import load_into, read_file, save_checkpoint
+from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset, targets_of
+from dcbench.errors import DcbenchError
+from dcbench.extract import prepare
+from dcbench.faults import fault_point
+from dcbench.methods.run_dir import RunDir
+from dcbench.models import Trunk, build_model
+from dcbench.progress import say
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of everything random in one epoch: resuming at an epoch replays it exactly."""
+    return seed * 100_003 + epoch
+
+
+@dataclass
+class Session:
+    cfg: dict[str, Any]
+    command: str
+    device: torch.device
+    run: RunDir
+    model: Trunk
+    trunk_opt: torch.optim.Optimizer
+    train_set: Dataset
+    cluster_set: Dataset
+    labels: np.ndarray | None
+    start_epoch: int = 0                      # completed epochs at start
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, epoch: int) -> None:
+        """Checkpoint (with the log history inside), optional kept copy, then the log view."""
+        if not dist.is_main():
+            return
+        extra = {"history": self.history, "command": self.command}
+        opt = self.trunk_opt.state_dict()
+        fault_point("checkpoint-write", epoch)
+        save_checkpoint(self.run.checkpoint, self.model, epoch=epoch, method=self.cfg["method"],
+                        optimizer=opt, seed=self.cfg["seed"], config=self.cfg, extra=extra)
+        every = self.cfg["save_every"]
+        if every and epoch % every == 0:
+            save_checkpoint(self.run.kept_checkpoint(epoch), self.model, epoch=epoch,
+                            method=self.cfg["method"], optimizer=opt, seed=self.cfg["seed"],
+                            config=self.cfg, extra=extra)
+        fault_point("log-write", epoch)
+        self.run.write_log(self.history)
+
+
+def trunk_parameters(model: Trunk) -> list[torch.nn.Parameter]:
+    """What the persistent optimizer trains: everything but the Sobel filter and the head."""
+    return [p for name, p in model.named_parameters()
+            if p.requires_grad and not name.startswith("top_layer.")]
+
+
+def build_session(cfg: dict[str, Any], command: str, device: torch.device,
+                  resume: bool) -> Session:
+    run = RunDir(cfg["out"])
+    if dist.is_main():
+        run.prepare(cfg, resume)
+    dist.barrier()
+    spec = get_dataset_spec(cfg["data"])
+    common = {"size": spec.size, "mean": spec.mean, "std": spec.std, "native": spec.native}
+    train_t = make_transform("train", min_scale=cfg["min_scale"], **common)
+    cluster_t = make_transform("cluster", **common)
+    train_full = build_dataset(cfg["data"], "train", train_t, cfg["root"], cfg["data_root"])
+    cluster_full = build_dataset(cfg["data"], "train", cluster_t, cfg["root"], cfg["data_root"])
+    train_set = subset(train_full, cfg["max_images"], cfg["seed"])
+    cluster_set = subset(cluster_full, cfg["max_images"], cfg["seed"])
+    if cfg["method"] == "deepcluster" and cfg["clustering"] == "kmeans" \
+            and cfg["k"] > len(cluster_set):
+        raise DcbenchError(f"--k {cfg['k']} is larger than the {len(cluster_set)} images to "
+                           f"cluster; lower --k or raise --max-images")
+    model = build_model(cfg["arch"], sobel=cfg["sobel"], seed=cfg["seed"])
+    if cfg["method"] == "supervised":
+        model.set_top_layer(len(getattr(train_full, "classes", [])) or 1)
+    model = prepare(model, device)
+    params = trunk_parameters(model) + (list(model.top_layer.parameters())
+                                        if cfg["method"] == "supervised" else [])
+    opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                          weight_decay=cfg["wd"])
+    session = Session(cfg, command, device, run, model, opt, train_set, cluster_set,
+                      targets_of(train_set))
+    if resume and run.checkpoint.exists():
+        ckpt = read_file(run.checkpoint)
+        load_into(model, {k: v for k, v in ckpt["state_dict"].items()}, str(run.checkpoint))
+        model.to(device)
+        opt.load_state_dict(ckpt["optimizer"])
+        session.start_epoch = int(ckpt["epoch"])
+        session.history = [r for r in ckpt.get("history", []) if r["epoch"] <= ckpt["epoch"]]
+        say(f"resuming {run.path} after epoch {session.start_epoch}")
+    elif resume:
+        say(f"nothing to resume in {run.path}: starting from scratch")
+    return session
+
+
+def print_config(cfg: dict[str, Any]) -> None:
+    """Print the resolved config first, as DINO does: a log starts with what was run."""
+    say("config:\n" + "\n".join(f"  {k}: {json.dumps(v)}" for k, v in sorted(cfg.items())))

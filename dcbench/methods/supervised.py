@@ -1,0 +1,40 @@
+"""The supervised baseline (the paper's "ImageNet labels" row): the same trunk, recipe and
+training loop as DeepCluster, trained on the true labels instead of cluster assignments."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from dcbench import distributed as dist
+from dcbench.data import make_loader
+from dcbench.methods.session import Session, epoch_seed
+from dcbench.methods.train_epoch import train_epoch
+
+
+def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
+    cfg = s.cfg
+    t0 = time.time()
+    seed = epoch_seed(cfg["seed"], epoch)
+    order = np.random.default_rng(seed).permutation(len(s.train_set))
+    w = dist.world_size()
+    mine = order[: len(order) // w * w][dist.rank()::w]
+    torch.manual_seed(seed * 1009 + dist.rank())
+    loader = make_loader(s.train_set, max(1, cfg["batch_size"] // w), sampler=mine.tolist(),
+                         workers=cfg["workers"], seed=seed * 1009 + dist.rank())
+    net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
+                                   else None) if dist.is_distributed() else s.model)
+    train = train_epoch(net, loader, [s.trunk_opt], s.device, epoch, labels=None,
+                        desc="train (labels)")
+    return {"epoch": epoch, "method": "supervised", "clustering": None, "loss": train["loss"],
+            "train_acc": train["train_acc"], "nmi_prev": None, "nmi_labels": None,
+            "nmi_labels_arithmetic": None, "acc_labels": None, "ari_labels": None,
+            "clusters": None, "empty_reseeded": None,
+            "skipped_images": train["skipped_images"],
+            "images_trained": int(train["images"]),
+            "images_per_second": train["images_per_second"],
+            "seconds": {"train": train["seconds"], "epoch": time.time() - t0}}

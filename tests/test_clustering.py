@@ -1,0 +1,135 @@
+"""PCA-whitening, k-means with empty-cluster re-seeding, PIC, the samplers and the metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from dcbench.clustering import metrics
+from dcbench.clustering.kmeans import kmeans, reseed_empty
+from dcbench.clustering.pca import Moments, PCAWhitening, pca_whiten_l2
+from dcbench.clustering.pic import pic
+from dcbench.clustering.sampler import released, uniform_over_clusters
+from dcbench.errors import DcbenchError
+
+
+def blobs(n: int, k: int, d: int, seed: int = 0, spread: float = 4.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((k, d)) * spread
+    labels = rng.integers(0, k, n)
+    return (centres[labels] + rng.standard_normal((n, d))).astype(np.float32), labels
+
+
+def reference_pca(x: np.ndarray, dim: int) -> np.ndarray:
+    """float64 numpy PCA-whitening + L2, the textbook formula."""
+    xc = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    w, v = np.linalg.eigh(xc.T @ xc / len(x))
+    w, v = w[::-1][:dim], v[:, ::-1][:, :dim]
+    y = xc @ v / np.sqrt(w)
+    return y / np.linalg.norm(y, axis=1, keepdims=True)
+
+
+def test_pca_matches_reference_up_to_sign_even_with_a_large_mean():
+    x, _ = blobs(3000, 5, 32)
+    x += 1000.0
+    ours = pca_whiten_l2(x, 8)
+    assert ours.shape == (3000, 8)
+    np.testing.assert_allclose(np.abs(ours), np.abs(reference_pca(x, 8)), atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+
+
+def test_streamed_moments_give_the_same_pca_as_one_batch():
+    x, _ = blobs(2000, 5, 16)
+    whole = PCAWhitening.fit(x, 6).transform(torch.from_numpy(x))
+    m = Moments(16)
+    for i in range(0, 2000, 333):
+        m.add(torch.from_numpy(x[i:i + 333]))
+    streamed = PCAWhitening.from_moments(m, 6).transform(torch.from_numpy(x))
+    torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-4)
+
+
+def test_whitened_components_have_unit_variance():
+    x, _ = blobs(5000, 3, 12)
+    t = torch.from_numpy(x)
+    pca = PCAWhitening.fit(t, 12)
+    y = (t - pca.mean) @ pca.proj
+    np.testing.assert_allclose(y.var(0, unbiased=False).numpy(), 1.0, atol=1e-3)
+
+
+def test_kmeans_recovers_separated_blobs_and_leaves_no_cluster_empty():
+    x, labels = blobs(3000, 6, 8, spread=10.0)
+    result = kmeans(x, 6, niter=20, seed=3)
+    assert metrics.nmi(labels, result.assignment, "geometric") > 0.95
+    assert np.bincount(result.assignment, minlength=6).min() > 0
+    assert result.losses[-1] <= result.losses[0]
+
+
+def test_kmeans_reseeds_empty_clusters_and_counts_them():
+    # two points repeated and k = 5: initial centroids coincide, so some clusters start
+    # empty and must be re-seeded by splitting a non-empty one
+    x = np.concatenate([np.zeros((60, 4)), np.full((60, 4), 5.0)]).astype(np.float32)
+    result = kmeans(x, 5, niter=5, seed=0)
+    assert np.bincount(result.assignment, minlength=5).min() > 0
+    assert result.empty_reseeded >= 3
+
+
+def test_reseed_splits_a_non_empty_cluster_into_two():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((40, 3)).astype(np.float32)
+    assign = np.zeros(40, np.int64)            # everything in cluster 0, cluster 1 empty
+    centroids = np.stack([x.mean(0), np.full(3, 99.0)]).astype(np.float32)
+    assert reseed_empty(x, assign, centroids, rng) == 1
+    counts = np.bincount(assign, minlength=2)
+    assert counts.min() > 0 and counts.sum() == 40
+
+
+def test_kmeans_is_deterministic_for_a_seed_and_refuses_k_above_n():
+    x, _ = blobs(500, 4, 8)
+    a, b = kmeans(x, 10, seed=7), kmeans(x, 10, seed=7)
+    assert np.array_equal(a.assignment, b.assignment)
+    with pytest.raises(DcbenchError, match="more than the 500 points"):
+        kmeans(x, 501)
+
+
+def test_pic_finds_the_blobs_and_assigns_every_point():
+    x, labels = blobs(1500, 4, 8, spread=12.0)
+    a = pic(pca_whiten_l2(x, 8))
+    assert a.shape == (1500,) and a.min() == 0
+    assert np.bincount(a).min() >= 2          # singletons were distributed
+    # PIC over-segments but never mixes well separated blobs
+    purity = sum(np.bincount(labels[a == c]).max() for c in np.unique(a)) / len(a)
+    assert purity > 0.97
+
+
+def test_uniform_sampler_draws_every_cluster_equally():
+    rng = np.random.default_rng(0)
+    assignment = np.repeat(np.arange(4), [1000, 100, 10, 1])
+    rng.shuffle(assignment)
+    assignment[:3] = -1                        # unreadable images are never drawn
+    drawn = uniform_over_clusters(assignment, 4000, rng)
+    assert len(drawn) == 4000 and (assignment[drawn] >= 0).all()
+    counts = np.bincount(assignment[drawn], minlength=4)
+    assert counts.min() >= 999
+
+
+def test_released_sampler_is_size_proportional():
+    rng = np.random.default_rng(0)
+    assignment = np.repeat(np.arange(4), [1000, 100, 10, 1])
+    rng.shuffle(assignment)
+    counts = np.bincount(assignment[released(assignment, 4000, rng)], minlength=4)
+    assert counts[0] > 3000 and counts[3] < 50
+
+
+def test_metrics_on_a_known_case():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    perfect = np.array([5, 5, 3, 3, 9, 9])
+    assert metrics.acc(labels, perfect) == 1.0
+    assert metrics.nmi(labels, perfect, "geometric") == pytest.approx(1.0)
+    assert metrics.ari(labels, perfect) == pytest.approx(1.0)
+    half = np.array([0, 0, 0, 1, 1, 1])
+    assert metrics.acc(labels, half) == pytest.approx(4 / 6)
+    with pytest.raises(ValueError):
+        metrics.nmi(labels, half, "median")
+    stats = metrics.size_stats(np.array([0, 0, 0, 2, -1]), 3)
+    assert stats == {"k": 3, "nonempty": 2, "min": 1, "max": 3, "median": 2.0, "std": 1.0}

@@ -1,0 +1,181 @@
+"""`dcbench pretrain` end to end on small Fashion-MNIST subsets: outputs, exact resume after
+a kill at any point, the supervised baseline, the clustering variants and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dcbench.checkpoint import load_trunk
+from dcbench.faults import KILLED_EXIT
+
+TINY = ["--max-images", "256", "--k", "8", "--batch-size", "64", "--workers", "0",
+        "--pca-dim", "32"]
+
+
+def pretrain(out: Path, *args: str, fault: str | None = None,
+             check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1"}
+    env.pop("DCBENCH_FAULT", None)
+    if fault:
+        env["DCBENCH_FAULT"] = fault
+    proc = subprocess.run([sys.executable, "-m", "dcbench", "pretrain", "--out", str(out),
+                           *TINY, *args], capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def assert_same_run(a: Path, b: Path, epochs: int) -> None:
+    wa, wb = weights(a / "checkpoint.pth.tar"), weights(b / "checkpoint.pth.tar")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), f"{k} differs after resume"
+    for e in range(1, epochs + 1):
+        name = f"assignments/epoch_{e:04d}.npy"
+        assert np.array_equal(np.load(a / name), np.load(b / name)), name
+    la = [json.loads(x) for x in (a / "log.jsonl").read_text().splitlines()]
+    lb = [json.loads(x) for x in (b / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lb] == list(range(1, epochs + 1))
+    for ra, rb in zip(la, lb):
+        for key in ("loss", "nmi_prev", "nmi_labels", "assignment_sha256", "clusters"):
+            assert ra[key] == rb[key], key
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ref") / "run"
+    pretrain(out, "--epochs", "2")
+    return out
+
+
+def test_a_run_leaves_checkpoint_assignments_log_and_config(reference_run: Path):
+    out = reference_run
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["method"] == "deepcluster" and cfg["k"] == 8 and cfg["arch"] == "alexnet-small"
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert np.isfinite(r["loss"]) and 0.0 <= r["nmi_labels"] <= 1.0
+        assert r["clusters"]["nonempty"] == 8 and r["empty_reseeded"] >= 0
+        assert set(r["seconds"]) >= {"features", "pca", "cluster", "train", "epoch"}
+    assert rows[0]["nmi_prev"] is None and 0.0 <= rows[1]["nmi_prev"] <= 1.0
+    a = np.load(out / "assignments/epoch_0002.npy")
+    assert a.shape == (256,) and a.min() >= 0 and len(np.unique(a)) == 8
+    trunk, info = load_trunk(str(out / "checkpoint.pth.tar"))
+    assert (info.format, info.method, info.epoch, info.k, info.data) == \
+        ("dcbench", "deepcluster", 2, 8, "fashion-mnist")
+    ckpt = torch.load(out / "checkpoint.pth.tar", weights_only=True)
+    assert {"epoch", "arch", "state_dict", "optimizer", "config", "seed", "code_version"} <= \
+        set(ckpt)
+
+
+@pytest.mark.parametrize("fault", ["mid-train:2"])
+def test_resume_after_a_kill_is_bit_exact(reference_run: Path, tmp_path: Path, fault: str):
+    out = tmp_path / "run"
+    killed = pretrain(out, "--epochs", "2", fault=fault, check=False)
+    assert killed.returncode == KILLED_EXIT
+    pretrain(out, "--epochs", "2", "--resume")
+    assert_same_run(reference_run, out, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", ["after-assignment:2", "checkpoint-write:2", "log-write:2",
+                                   "mid-train:1"])
+def test_resume_is_bit_exact_whatever_the_kill_point(reference_run: Path, tmp_path: Path,
+                                                       fault: str):
+    out = tmp_path / "run"
+    killed = pretrain(out, "--epochs", "2", fault=fault, check=False)
+    assert killed.returncode == KILLED_EXIT
+    resumed = pretrain(out, "--epochs", "2", "--resume")
+    if fault.startswith("after-assignment"):
+        assert "restored the saved assignment" in resumed.stderr
+    assert_same_run(reference_run, out, 2)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_at_a_random_moment(reference_run: Path, tmp_path: Path):
+    out = tmp_path / "run"
+    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1"}
+    env.pop("DCBENCH_FAULT", None)
+    proc = subprocess.Popen([sys.executable, "-m", "dcbench", "pretrain", "--out", str(out),
+                             *TINY, "--epochs", "2"], env=env, stderr=subprocess.DEVNULL)
+    # kill once the first epoch is on disk, somewhere inside the second
+    deadline = time.time() + 300
+    while not (out / "checkpoint.pth.tar").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(float(np.random.default_rng().uniform(0.0, 2.0)))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    pretrain(out, "--epochs", "2", "--resume")
+    assert_same_run(reference_run, out, 2)
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(tmp_path: Path):
+    out = tmp_path / "run"
+    proc = pretrain(out, "--epochs", "2", fault="nan-loss:2", check=False)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the loss became nan at epoch 2") and "last good" in last
+    assert torch.load(out / "checkpoint.pth.tar", weights_only=True)["epoch"] == 1
+
+
+def test_supervised_baseline_learns_the_labels(tmp_path: Path):
+    out = tmp_path / "sup"
+    pretrain(out, "--method", "supervised", "--epochs", "2", "--max-images", "1024")
+    rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    assert rows[-1]["method"] == "supervised" and rows[-1]["train_acc"] > 20.0   # chance: 10
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    _, info = load_trunk(str(out / "checkpoint.pth.tar"))
+    assert info.method == "supervised" and info.k == 10
+
+
+@pytest.mark.parametrize("extra", [["--clustering", "pic"], ["--sampler", "released"],
+                                   ["--no-sobel", "--reassign", "0.5"]])
+def test_variants_run(tmp_path: Path, extra: list[str]):
+    out = tmp_path / "run"
+    pretrain(out, "--epochs", "1", *extra)
+    row = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert row["clustering"] == ("pic" if "pic" in extra else "kmeans")
+    _, info = load_trunk(str(out / "checkpoint.pth.tar"))
+    assert info.sobel == ("--no-sobel" not in extra)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "nope"], "unknown dataset 'nope'"),
+    (["--arch", "resnet"], "unknown arch 'resnet'"),
+    (["--arch", "alexnet"], "use --arch alexnet-small"),
+    (["--k", "300"], "--k 300 is larger than the 256 images"),
+    (["--method", "simclr"], "unknown method 'simclr'"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, args: list[str], message: str):
+    proc = pretrain(tmp_path / "run", "--epochs", "1", *args, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error:") and message in last
+
+
+def test_an_existing_run_is_refused_unless_resume_matches(reference_run: Path, tmp_path: Path):
+    proc = pretrain(reference_run, "--epochs", "2", check=False)
+    assert proc.returncode == 2 and "pass --resume" in proc.stderr
+    proc = pretrain(reference_run, "--epochs", "2", "--resume", "--lr", "0.1", check=False)
+    assert proc.returncode == 2 and "lr: 0.05 -> 0.1" in proc.stderr
+    finished = pretrain(reference_run, "--epochs", "2", "--resume")
+    assert "already has 2 epochs" in finished.stderr
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    proc = pretrain(tmp_path / "other", "--epochs", "1", check=False)
+    assert proc.returncode == 2 and "holds no dcbench run" in proc.stderr
