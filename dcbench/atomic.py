@@ -58,7 +58,8 @@ def atomic_numpy_save(path: str | os.PathLike, array: Any) -> None:
 @contextmanager
 def locked(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive advisory lock on `path + '.lock'` (for read-modify-write of a file)."""
-    lock_path = Path(str(path) + ".lock")
+    path = Path(path)
+    lock_path = path.parent / f".{path.name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -123,11 +123,12 @@ def tasks(data_root: str | None) -> None:
 @click.option("--runs", multiple=True, help="pretraining run folders for the figures "
               "[default: results/runs/* and the folders of recorded checkpoints]")
 @click.option("--best", is_flag=True, help="show best-epoch values instead of final values")
-def report(results: str | None, runs: tuple[str, ...], best: bool) -> None:
+@click.option("--include-quick", is_flag=True, help="also show records of --quick runs")
+def report(results: str | None, runs: tuple[str, ...], best: bool, include_quick: bool) -> None:
     """Regenerate the paper's tables and figures from the recorded results."""
     from dcbench.report import build_report
 
-    path = build_report(results, list(runs) or None, best=best)
+    path = build_report(results, list(runs) or None, best=best, include_quick=include_quick)
     click.echo(f"wrote {path}")
 
 

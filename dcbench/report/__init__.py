@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from dcbench.atomic import atomic_write_text
 from dcbench.report.figures import Plot, all_figures
 from dcbench.report.measured import quick_count, select
 from dcbench.report.runs import Run, find_runs
@@ -24,10 +25,15 @@ from dcbench.results import load_frame, records_path, results_dir
 
 
 def build_report(results: str | os.PathLike | None = None, runs: list[str] | None = None,
-                 best: bool = False) -> Path:
-    """Write tables/, figures/ and report.md under the results folder; return report.md."""
+                 best: bool = False, include_quick: bool = False) -> Path:
+    """Write tables/, figures/ and report.md under the results folder; return report.md.
+
+    Quick records (from --quick runs) are left out unless `include_quick` (`dcbench demo
+    --quick` shows its own small numbers: the pipeline end to end, not results)."""
     root = results_dir(results)
     frame = load_frame(records_path(root))
+    if include_quick and not frame.empty:
+        frame = frame.assign(quick=False)
     tables = paper_tables(frame, best)
     for table in tables:
         write_table(table, root / "tables")
@@ -37,8 +43,7 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
         plot.save(root / "figures")
     text = report_markdown(root, frame, tables, plots, found, run_notes, best)
     path = root / "report.md"
-    root.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
     return path
 
 

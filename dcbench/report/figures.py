@@ -7,6 +7,7 @@ its Plot carries the reason instead, and report.md says why it is missing.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from dcbench.atomic import atomic_write_bytes
 from dcbench.report import published as pub
 from dcbench.report.measured import measured_rows, select
 from dcbench.report.runs import Run
@@ -35,8 +37,9 @@ class Plot:
         if self.figure is None:
             path.unlink(missing_ok=True)
             return None
-        folder.mkdir(parents=True, exist_ok=True)
-        self.figure.savefig(path, dpi=100)
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=100)
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
 

@@ -176,7 +176,7 @@ def measured_rows(records: pd.DataFrame, columns: list[Column], per_setting: boo
             where = f"{col.task} {setting or ''} {col.metric} of {label}".replace("  ", " ")
             cell = summarize(records[mine & _matches(records, col, setting)], col.metric, where)
             if cell is None:
-                if col.fillable:
+                if col.fillable and task_fits_arch(col.task, col.dataset, first.get("ckpt_arch")):
                     row.fill[col.label] = FillCommand(col.task, row.ckpt, setting,
                                                       col.fill_options)
                 continue
@@ -186,6 +186,25 @@ def measured_rows(records: pd.DataFrame, columns: list[Column], per_setting: boo
             row.commands += [c for c in commands if c not in row.commands]
         rows.append(row)
     return rows
+
+
+# The image side each task feeds its trunk (tasks on a `dataset` option: that dataset's side).
+TASK_SIDE = {"linear-imagenet": 224, "linear-places": 224, "linear-fmnist": 32, "voc-cls": 224,
+             "voc-det": 224, "voc-seg": 224, "retrieval-oxford": 224, "retrieval-paris": 224}
+
+
+def task_fits_arch(task: str, dataset: str | None, arch: object) -> bool:
+    """Whether `dcbench eval --task task` can run on a checkpoint of `arch` at all (an
+    alexnet-small checkpoint cannot fill an ImageNet column: no fill command is offered)."""
+    from dcbench.data import DATASETS
+    from dcbench.models import MODELS
+
+    if not isinstance(arch, str) or arch not in MODELS:
+        return True
+    side = TASK_SIDE.get(task)
+    if side is None and dataset in DATASETS:
+        side = 224 if DATASETS[dataset].size == "large" else 32
+    return side is None or MODELS[arch].INPUT_SIZE == side
 
 
 def _matches(records: pd.DataFrame, col: Column, setting: str | None = None) -> pd.Series:

@@ -2,8 +2,9 @@
 
 A table's frame holds display strings (published values as printed, measured values already
 formatted). Empty measured cells carry the `dcbench eval` command that would fill them: the
-markdown and csv show it in the cell, the LaTeX shows a dash and lists it in a comment, so the
-reader of any rendering knows how to complete the table.
+csv holds it in the cell, the markdown marks the cell with a letter that points to the command
+listed under the table (whole commands would drown the numbers), the LaTeX shows a dash and
+lists it in a comment, so the reader of any rendering knows how to complete the table.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from dcbench.atomic import atomic_write_text
 
 PLACEHOLDER_CKPT = "<ckpt>"
 
@@ -67,26 +70,45 @@ class Table:
             raise KeyError(f"no {source} row '{method}' in {self.name}")
         return hit.iloc[0][column]
 
-    def fill_commands(self) -> list[str]:
-        """One command per (task, checkpoint, options), with every missing setting."""
+    def fill_groups(self) -> dict[tuple, list[str]]:
+        """(task, checkpoint, options) -> the missing settings, in table order."""
         grouped: dict[tuple, list[str]] = {}
         for cmd in self.fill.values():
             settings = grouped.setdefault((cmd.task, cmd.ckpt, cmd.options), [])
             if cmd.setting and cmd.setting not in settings:
                 settings.append(cmd.setting)
+        return grouped
+
+    def fill_commands(self) -> list[str]:
+        """One command per (task, checkpoint, options), with every missing setting."""
         return [join_command(task, ckpt, settings, options)
-                for (task, ckpt, options), settings in grouped.items()]
+                for (task, ckpt, options), settings in self.fill_groups().items()]
+
+    def fill_letter(self, cmd: FillCommand) -> str:
+        """The marker an empty markdown cell shows: the letter of its command's group."""
+        groups = list(self.fill_groups())
+        return letter(groups.index((cmd.task, cmd.ckpt, cmd.options)))
+
+
+def letter(i: int) -> str:
+    """a, b, ..., z, aa, ab, ..."""
+    out = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        out = chr(ord("a") + r) + out
+    return out
 
 
 def to_markdown(table: Table) -> str:
-    """The table as a markdown pipe table (fill commands as code)."""
-    shown = table.shown()
-    fills = {(r, c) for r, c in table.fill}
+    """The table as a markdown pipe table; an empty measured cell shows `(x)`, the letter of
+    the command under the table that fills it."""
+    shown = table.frame
 
     def cell(r: int, c: str) -> str:
+        if (r, c) in table.fill:
+            return f"({table.fill_letter(table.fill[(r, c)])})"
         text = str(shown.iat[r, shown.columns.get_loc(c)]).replace("|", "\\|")
-        if (r, c) in fills:
-            return f"`{text}`"
         return text.replace("<", "&lt;").replace(">", "&gt;")
 
     lines = ["| " + " | ".join(shown.columns) + " |",
@@ -108,7 +130,7 @@ def markdown_section(table: Table, heading: str = "##") -> str:
     missing = table.fill_commands()
     if missing:
         parts.append("To fill the empty measured cells:\n\n"
-                     + "".join(f"- `{c}`\n" for c in missing))
+                     + "".join(f"- ({letter(i)}) `{c}`\n" for i, c in enumerate(missing)))
     return "\n".join(parts)
 
 
@@ -150,6 +172,6 @@ def write_table(table: Table, folder: Path) -> dict[str, Path]:
     paths = {}
     for suffix, render in (("md", markdown_section), ("csv", to_csv), ("tex", to_latex)):
         path = folder / f"{table.name}.{suffix}"
-        path.write_text(render(table), encoding="utf-8")
+        atomic_write_text(path, render(table))
         paths[suffix] = path
     return paths
