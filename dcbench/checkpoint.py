@@ -194,12 +194,20 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
         fmt, arch = "state_dict", infer_arch(state)
     if arch not in MODELS:
         raise CheckpointError(f"{path}: arch '{arch}' is not one of {', '.join(MODELS)}")
+    if known and known.get("arch") not in (None, arch):
+        raise CheckpointError(f"{path} holds a {arch} but pretrained/manifest.json says "
+                              f"'{spec}' is a {known['arch']}; re-download {known['url']}")
     sobel = "sobel.0.weight" in state
     model = build_model(arch, sobel=sobel)
     load_into(model, state, str(path))
     k = model.top_layer.out_features if model.top_layer is not None else None
+    sha = sha256_file(path)
+    if known.get("sha256") and known["sha256"] != sha:
+        raise CheckpointError(f"{path} has sha256 {sha[:12]}.. but pretrained/manifest.json "
+                              f"expects {known['sha256'][:12]}.. for '{spec}'; re-download "
+                              f"{known['url']}")
     info = CheckpointInfo(
-        path=str(path), sha256=sha256_file(path), arch=arch, sobel=sobel, format=fmt,
+        path=str(path), sha256=sha, arch=arch, sobel=sobel, format=fmt,
         epoch=obj.get("epoch"), method=obj.get("method") or (
             "deepcluster" if fmt == "deepcluster" else None),
         k=k, seed=obj.get("seed"),

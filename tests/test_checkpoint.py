@@ -254,6 +254,14 @@ def test_manifest_name_not_downloaded_gives_url(tmp_path: Path, monkeypatch) -> 
         assert entry["url"] in msg and entry["file"] in msg and "not downloaded" in msg
 
 
+def test_manifest_file_of_the_wrong_arch_is_refused(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DCBENCH_PRETRAINED", str(tmp_path))
+    entry = manifest()["deepcluster-alexnet"]
+    save_checkpoint(tmp_path / entry["file"], _small(), epoch=1, method="deepcluster")
+    msg = _one_line_error("deepcluster-alexnet")
+    assert "holds a alexnet-small" in msg and "says 'deepcluster-alexnet' is a alexnet" in msg
+
+
 # ---------------------------------------------------------------- atomic writes
 
 

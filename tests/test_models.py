@@ -101,6 +101,10 @@ def test_unknown_tap_is_refused(models) -> None:
         models["alexnet-small"].extract(torch.zeros(1, 3, 32, 32), ["conv9"])
 
 
+def test_no_tap_requested_runs_nothing(models) -> None:
+    assert models["alexnet-small"].extract(torch.zeros(1, 3, 32, 32), []) == {}
+
+
 @pytest.mark.parametrize("arch", sorted(MODELS))
 def test_sobel_on_and_off(arch: str) -> None:
     with torch.device("meta"):        # structure only: no weights drawn

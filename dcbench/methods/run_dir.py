@@ -81,7 +81,8 @@ class RunDir:
 
     # -- assignments --------------------------------------------------------------------
     def save_assignment(self, epoch: int, assignment: np.ndarray, stats: dict[str, Any]) -> None:
-        atomic_numpy_save(self.assignment_path(epoch), assignment.astype(np.int64))
+        # int32 halves the files (k < 2^31); -1 marks an unreadable image
+        atomic_numpy_save(self.assignment_path(epoch), assignment.astype(np.int32))
         atomic_write_text(self.assignment_path(epoch).with_suffix(".json"),
                           json.dumps(stats, sort_keys=True))
 
@@ -90,4 +91,4 @@ class RunDir:
         npy, meta = self.assignment_path(epoch), self.assignment_path(epoch).with_suffix(".json")
         if not (npy.exists() and meta.exists()):
             return None
-        return np.load(npy, allow_pickle=False), json.loads(meta.read_text())
+        return np.load(npy, allow_pickle=False).astype(np.int64), json.loads(meta.read_text())

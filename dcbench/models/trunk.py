@@ -105,6 +105,8 @@ class Trunk(nn.Module):
         out: dict[str, torch.Tensor] = {}
         conv_at = {i: name for name, i in self.CONV_TAPS.items() if name in wanted}
         fc_at = {i: name for name, i in self.FC_TAPS.items() if name in wanted}
+        if not wanted:
+            return out
         if self.sobel is not None:
             x = self.sobel(x)
         last_conv = max(conv_at) if not fc_at else len(self.features) - 1
