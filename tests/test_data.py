@@ -310,6 +310,35 @@ def test_deterministic_recipes_are_deterministic() -> None:
     assert not torch.equal(first, tf(photo))
 
 
+def test_small_recipes_match_torchvision_and_are_seeded() -> None:
+    from torchvision import transforms as T
+
+    rng = np.random.default_rng(2)
+    gray = Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8))
+    mean, std = (0.3, 0.3, 0.3), (0.35, 0.35, 0.35)
+    reference = T.Compose([T.Pad(2), T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(),
+                           T.Normalize(mean, std)])
+    for recipe in ("cluster", "eval"):
+        ours = make_transform(recipe, "small", mean, std, native=28)(gray)
+        torch.testing.assert_close(ours, reference(gray), atol=1e-5, rtol=0)
+    for recipe in ("train", "probe"):
+        tf = make_transform(recipe, "small", mean, std, native=28, min_scale=0.3)
+        torch.manual_seed(0)
+        views = torch.stack([tf(gray) for _ in range(64)])
+        torch.manual_seed(0)
+        assert torch.equal(views, torch.stack([tf(gray) for _ in range(64)]))
+        assert len({v.numpy().tobytes() for v in views}) > 16     # the views differ
+        flipped = [torch.equal(v, v.flip(-1)) for v in views]      # a random image is not
+        assert not any(flipped)                                   # symmetric: no view is
+    # a probe view is the padded image shifted by at most 2 px, maybe flipped
+    torch.manual_seed(0)
+    base = make_transform("eval", "small", mean, std, native=28)(gray)
+    view = make_transform("probe", "small", mean, std, native=28)(gray)
+    pad = torch.nn.functional.pad(base, (2, 2, 2, 2), value=-mean[0] / std[0])
+    shifts = [pad[:, i:i + 32, j:j + 32] for i in range(5) for j in range(5)]
+    assert any(torch.allclose(view, s) or torch.allclose(view, s.flip(-1)) for s in shifts)
+
+
 def test_transform_rejects_unknown_recipe_and_size() -> None:
     with pytest.raises(ValueError, match="recipe"):
         make_transform("nope", "large")

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from dcbench.errors import DcbenchError
+from dcbench.progress import bar
 
 
 @dataclass
@@ -100,11 +101,14 @@ def kmeans(x: np.ndarray, k: int, niter: int = 20, seed: int = 0,
     xt = torch.from_numpy(x)
     reseeded, losses = 0, []
     assign = np.zeros(n, np.int64)
+    progress = bar(f"k-means (k={k})", total=niter, unit="iter")
     for _ in range(niter):
         dist, assign = nearest(x, centroids, use_gpu)
         losses.append(float(dist.sum()))
         centroids = _means(xt, assign, k, centroids)
         reseeded += reseed_empty(x, assign, centroids, rng)
+        progress.update(1)
+    progress.close()
     dist, assign = nearest(x, centroids, use_gpu)
     reseeded += reseed_empty(x, assign, centroids, rng)
     final = float(((x - centroids[assign]) ** 2).sum())

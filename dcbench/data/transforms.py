@@ -5,7 +5,8 @@ Four recipes, each for 'large' (224 px, ImageNet statistics) and 'small' (32 px)
 - train:   DeepCluster's training augmentation (RandomResizedCrop 224 + horizontal flip)
 - probe:   linear-probe training (Resize 256 + RandomCrop 224 + flip)
 - eval:    the deterministic view used by every evaluation (same as cluster)
-Every recipe returns a 3-channel float tensor; grayscale data are repeated to RGB.
+Every recipe returns a 3-channel float tensor; grayscale data are repeated to RGB. The small
+recipes are dcbench.data.small_transforms (the same operations, ten times faster).
 """
 
 from __future__ import annotations
@@ -18,15 +19,6 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RECIPES = ("cluster", "train", "probe", "eval")
 
 
-def _small_base(native: int) -> list:
-    """Bring a small image to 32x32: pad 28 px images (as MNIST-style data), resize others."""
-    from torchvision import transforms as T
-
-    if native == 28:
-        return [T.Pad(2)]
-    return [T.Resize(32), T.CenterCrop(32)]
-
-
 def make_transform(recipe: str, size: str, mean: tuple[float, ...] = IMAGENET_MEAN,
                    std: tuple[float, ...] = IMAGENET_STD, native: int = 224,
                    min_scale: float = 0.08) -> Callable:
@@ -35,30 +27,24 @@ def make_transform(recipe: str, size: str, mean: tuple[float, ...] = IMAGENET_ME
     `min_scale` is RandomResizedCrop's lower scale bound for the 'train' recipe (0.08 is
     torchvision's and the original code's; small images want a milder crop).
     """
-    # imported here: torchvision costs seconds to import and `dcbench data ...` needs none of it
-    from torchvision import transforms as T
-
     if recipe not in RECIPES:
         raise ValueError(f"unknown transform recipe '{recipe}'; choose one of {RECIPES}")
     if size not in ("large", "small"):
         raise ValueError(f"size must be 'large' or 'small', not '{size}'")
+    if size == "small":
+        from dcbench.data.small_transforms import SmallTransform
+
+        return SmallTransform(recipe, native, mean, std, min_scale)
+    # imported here: torchvision costs seconds to import and `dcbench data ...` needs none of it
+    from torchvision import transforms as T
+
     tail = [T.Lambda(_to_rgb), T.ToTensor(), T.Normalize(mean, std)]
-    if size == "large":
-        head = {
-            "cluster": [T.Resize(256), T.CenterCrop(224)],
-            "eval": [T.Resize(256), T.CenterCrop(224)],
-            "train": [T.RandomResizedCrop(224, scale=(min_scale, 1.0)), T.RandomHorizontalFlip()],
-            "probe": [T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip()],
-        }[recipe]
-    else:
-        base = _small_base(native)
-        head = {
-            "cluster": base,
-            "eval": base,
-            "train": base + [T.RandomResizedCrop(32, scale=(min_scale, 1.0)),
-                             T.RandomHorizontalFlip()],
-            "probe": base + [T.RandomCrop(32, padding=2), T.RandomHorizontalFlip()],
-        }[recipe]
+    head = {
+        "cluster": [T.Resize(256), T.CenterCrop(224)],
+        "eval": [T.Resize(256), T.CenterCrop(224)],
+        "train": [T.RandomResizedCrop(224, scale=(min_scale, 1.0)), T.RandomHorizontalFlip()],
+        "probe": [T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip()],
+    }[recipe]
     return T.Compose(head + tail)
 
 
