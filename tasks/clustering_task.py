@@ -23,14 +23,14 @@ from dcbench.models import Trunk
 from .features import collect
 from .inputs import (
     QUICK_TEST,
-    check_input,
+    OnLabelledDataset,
     eval_split,
     labelled_split,
     num_classes,
     transform_for,
 )
 from .pooling import Pooler
-from .registry import Measurement, RunContext, Task, register_task
+from .registry import Measurement, RunContext, register_task
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 PERCENT = {"acc"}            # metrics recorded in percent; the others are in [0, 1]
@@ -46,7 +46,7 @@ def reduce(x: torch.Tensor, pca_dim: int) -> torch.Tensor:
 
 
 @register_task("clustering", settings=LAYERS, datasets=("fashion-mnist",))
-class Clustering(Task):
+class Clustering(OnLabelledDataset):
     """k-means with k = classes on a layer's features; NMI, ACC and ARI against the labels."""
 
     description = "k-means (k = classes) on a layer's features: NMI, ACC, ARI vs labels"
@@ -63,12 +63,6 @@ class Clustering(Task):
         if ctx.quick:
             cfg["max_images"] = min(cfg["max_images"] or QUICK_TEST, QUICK_TEST)
         return cfg
-
-    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
-        return (self.config(ctx)["dataset"],)
-
-    def check(self, trunk: Trunk, ctx: RunContext) -> None:
-        check_input(trunk, self.config(ctx)["dataset"], self.name)
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         cfg = self.config(ctx)

@@ -15,6 +15,8 @@ from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
 from dcbench.errors import DcbenchError
 from dcbench.models import MODELS, Trunk
 
+from .registry import RunContext, Task
+
 SIDES = {"large": 224, "small": 32}
 QUICK_TRAIN, QUICK_TEST = 512, 256       # --quick: the same code on this many images
 QUICK_SUBSET_SEED = 0                    # the same quick subset for every seed
@@ -65,3 +67,14 @@ def num_classes(data: Dataset) -> int:
     if classes:
         return len(classes)
     return int(max(data.targets)) + 1
+
+
+class OnLabelledDataset(Task):
+    """A task that runs on whichever labelled dataset its `dataset` option names (clustering,
+    kNN): that dataset is what it needs and what the trunk's input size is checked against."""
+
+    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
+        return (self.config(ctx)["dataset"],)
+
+    def check(self, trunk: Trunk, ctx: RunContext) -> None:
+        check_input(trunk, self.config(ctx)["dataset"], self.name)

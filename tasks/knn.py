@@ -21,7 +21,7 @@ from .features import collect, iter_pooled
 from .inputs import (
     QUICK_TEST,
     QUICK_TRAIN,
-    check_input,
+    OnLabelledDataset,
     eval_split,
     labelled_split,
     num_classes,
@@ -29,7 +29,7 @@ from .inputs import (
     transform_for,
 )
 from .pooling import Pooler
-from .registry import Measurement, RunContext, Task, register_task
+from .registry import Measurement, RunContext, register_task
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
 
@@ -58,7 +58,7 @@ def vote(top: RunningTopK, n_classes: int, temperature: float) -> torch.Tensor:
 
 
 @register_task("knn", settings=LAYERS, datasets=("fashion-mnist",))
-class KNN(Task):
+class KNN(OnLabelledDataset):
     """Weighted kNN (k 20, T 0.07) of the held-out split against the training split."""
 
     description = "weighted k-NN accuracy (k 20, T 0.07) of a layer's features"
@@ -77,12 +77,6 @@ class KNN(Task):
             cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
             cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
         return cfg
-
-    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
-        return (self.config(ctx)["dataset"],)
-
-    def check(self, trunk: Trunk, ctx: RunContext) -> None:
-        check_input(trunk, self.config(ctx)["dataset"], self.name)
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         cfg = self.config(ctx)
