@@ -33,22 +33,26 @@ def gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
-def _index(d: int, use_gpu: bool):
-    if use_gpu:
-        res = faiss.StandardGpuResources()
-        cfg = faiss.GpuIndexFlatConfig()
-        cfg.useFloat16 = False
-        cfg.device = 0
-        return faiss.GpuIndexFlatL2(res, d, cfg)
-    return faiss.IndexFlatL2(d)
+class CentroidIndex:
+    """A flat L2 index over the centroids, built once per k-means call (GPU resources are
+    expensive to create) and refilled each iteration."""
 
+    def __init__(self, d: int, use_gpu: bool):
+        if use_gpu:
+            self._res = faiss.StandardGpuResources()
+            cfg = faiss.GpuIndexFlatConfig()
+            cfg.useFloat16 = False
+            cfg.device = 0
+            self.index = faiss.GpuIndexFlatL2(self._res, d, cfg)
+        else:
+            self.index = faiss.IndexFlatL2(d)
 
-def nearest(x: np.ndarray, centroids: np.ndarray, use_gpu: bool) -> tuple[np.ndarray, np.ndarray]:
-    """(squared distance, index) of each row's nearest centroid."""
-    index = _index(x.shape[1], use_gpu)
-    index.add(np.ascontiguousarray(centroids, dtype=np.float32))
-    dist, idx = index.search(x, 1)
-    return dist[:, 0], idx[:, 0].astype(np.int64)
+    def nearest(self, x: np.ndarray, centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(squared distance, index) of each row's nearest centroid."""
+        self.index.reset()
+        self.index.add(np.ascontiguousarray(centroids, dtype=np.float32))
+        dist, idx = self.index.search(x, 1)
+        return dist[:, 0], idx[:, 0].astype(np.int64)
 
 
 def _means(x: torch.Tensor, assign: np.ndarray, k: int, old: np.ndarray) -> np.ndarray:
@@ -101,15 +105,16 @@ def kmeans(x: np.ndarray, k: int, niter: int = 20, seed: int = 0,
     xt = torch.from_numpy(x)
     reseeded, losses = 0, []
     assign = np.zeros(n, np.int64)
+    index = CentroidIndex(x.shape[1], use_gpu)
     progress = bar(f"k-means (k={k})", total=niter, unit="iter")
     for _ in range(niter):
-        dist, assign = nearest(x, centroids, use_gpu)
+        dist, assign = index.nearest(x, centroids)
         losses.append(float(dist.sum()))
         centroids = _means(xt, assign, k, centroids)
         reseeded += reseed_empty(x, assign, centroids, rng)
         progress.update(1)
     progress.close()
-    dist, assign = nearest(x, centroids, use_gpu)
+    dist, assign = index.nearest(x, centroids)
     reseeded += reseed_empty(x, assign, centroids, rng)
     final = float(((x - centroids[assign]) ** 2).sum())
     return KMeansResult(assign, centroids, final, reseeded, losses)
