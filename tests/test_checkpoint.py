@@ -281,6 +281,18 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path, monkeypatch, whe
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pth.tar"]
 
 
+def test_atomic_write_gives_the_mode_of_a_plain_write(tmp_path: Path) -> None:
+    """Results are shared: the temp file's private 0600 must not survive the rename."""
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "atomic.txt", b"x")
+        (tmp_path / "plain.txt").write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "atomic.txt").stat().st_mode == (tmp_path / "plain.txt").stat().st_mode
+    assert (tmp_path / "atomic.txt").stat().st_mode & 0o777 == 0o644
+
+
 def test_atomic_torch_save_failure_leaves_no_file(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(os, "replace", _fail)
     with pytest.raises(OSError):
