@@ -99,6 +99,8 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
         opt.load_state_dict(ckpt["optimizer"])
         session.start_epoch = int(ckpt["epoch"])
         session.history = [r for r in ckpt.get("history", []) if r["epoch"] <= ckpt["epoch"]]
+        if dist.is_main():   # a kill between checkpoint and log left the log one epoch short
+            run.write_log(session.history)
         say(f"resuming {run.path} after epoch {session.start_epoch}")
     elif resume:
         say(f"nothing to resume in {run.path}: starting from scratch")
