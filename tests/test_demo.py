@@ -36,6 +36,17 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path: Path):
     for fig in ("fig2_nmi", "fig3_cluster_sizes", "probe_layers"):
         png = (results / "figures" / f"{fig}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
+    # the closing summary prints the recorded probe accuracies and DeepCluster minus Random
+    top1 = {(r["checkpoint"]["method"], r["setting"]): r["value"] for r in records
+            if r["task"] == "linear-fmnist" and r["metric"] == "top1"}
+    summary = [line[len("[demo]   "):] for line in first.stderr.splitlines()
+               if line.startswith("[demo]   ")]
+    random_row = next(x for x in summary if x.startswith("Random "))
+    diff_row = next(x for x in summary if x.startswith("DeepCluster - Random "))
+    layers = [f"conv{i}" for i in range(1, 6)]
+    assert random_row.split()[1:] == [f"{top1['random', x]:.2f}" for x in layers]
+    assert diff_row.split()[3:] == [f"{top1['deepcluster', x] - top1['random', x]:+.2f}"
+                                    for x in layers]
     # run again: nothing is retrained or re-evaluated
     second = demo(results)
     assert second.returncode == 0, second.stderr[-3000:]
