@@ -18,7 +18,7 @@ from typing import Any
 from dcbench.progress import say
 from dcbench.results import results_dir
 
-# What fits a 2-core machine in about 80 minutes (measured: see README); --quick is the same
+# What fits a 2-core machine in about 95 minutes (measured: see README); --quick is the same
 # pipeline on 512 images for the test suite. DeepCluster sees all 60k images with three
 # passes between clusterings: with one pass per clustering the features drift away from the
 # labels on this small set (the sweep behind this choice is in README.md).
@@ -34,9 +34,9 @@ QUICK: dict[str, Any] = {
     "eval": {"quick": True, "workers": 0},
 }
 EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7")), ("knn", ("conv5", "fc7"))]
-# relative cost of each kind of step, for the ETA (measured on 2 cores, full settings)
-WEIGHTS = {"deepcluster": 55.0, "supervised": 10.0, "linear-fmnist": 4.0, "clustering": 1.0,
-           "knn": 3.0, "report": 0.2}
+# minutes each kind of step took in the full demo on 2 cores (results/demo.log), for the ETA
+WEIGHTS = {"deepcluster": 68.0, "supervised": 12.0, "linear-fmnist": 2.7, "clustering": 0.2,
+           "knn": 2.0, "report": 0.2}
 
 
 @dataclass
