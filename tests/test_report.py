@@ -219,6 +219,16 @@ def test_figures_from_run_folders(results: Path) -> None:
     assert "Skipped:" not in report
 
 
+def test_cluster_size_labels_count_empty_clusters_only_for_kmeans() -> None:
+    from dcbench.report.figures import sizes_label
+    from dcbench.report.runs import Run
+
+    kmeans = Run(Path("dc"), "dc", {"clustering": "kmeans", "k": 100}, [])
+    pic = Run(Path("pic"), "pic", {"clustering": "pic", "k": 100}, [])
+    assert sizes_label(kmeans, 5, 97) == "dc: kmeans, k=100, epoch 5 (3 empty)"
+    assert sizes_label(pic, 2, 2111) == "pic: pic, 2111 clusters found, epoch 2"
+
+
 def test_explicit_runs_and_stale_figures(results: Path, tmp_path: Path) -> None:
     write_run(tmp_path / "elsewhere" / "dc", "kmeans", [4, 3, 2])
     build_report(results, runs=[str(tmp_path / "elsewhere" / "dc")])

@@ -74,6 +74,16 @@ def fig2_nmi(runs: list[Run]) -> Plot:
     return Plot("fig2_nmi", title, fig, notes=notes)
 
 
+def sizes_label(run: Run, epoch: int, nonempty: int) -> str:
+    """Legend entry of one Fig. 3 curve. PIC finds its own number of clusters (--k does not
+    apply); k-means has k clusters, and the empty ones cannot be drawn on a log axis."""
+    if run.clustering == "pic":
+        return f"{run.name}: pic, {nonempty} clusters found, epoch {epoch}"
+    k = max(run.k or nonempty, nonempty)
+    return (f"{run.name}: {run.clustering or 'clustering?'}, k={k}, epoch {epoch}"
+            f" ({k - nonempty} empty)")
+
+
 def fig3_cluster_sizes(runs: list[Run]) -> Plot:
     """Paper Fig. 3: cluster sizes at the last recorded epoch, sorted, on a log axis; k-means
     gives fairly even clusters, PIC a few huge ones and many tiny ones."""
@@ -90,10 +100,7 @@ def fig3_cluster_sizes(runs: list[Run]) -> Plot:
             continue
         sizes = np.sort(np.bincount(used))[::-1]
         sizes = sizes[sizes > 0]
-        k = run.k or int(used.max()) + 1
-        label = (f"{run.name}: {run.clustering or 'clustering?'}, k={k}, epoch {epoch}"
-                 f" ({k - sizes.size} empty)")
-        curves.append((label, sizes))
+        curves.append((sizes_label(run, epoch, sizes.size), sizes))
     if not curves:
         return Plot("fig3_cluster_sizes", title, None,
                     "no run folder with assignments/epoch_*.npy", notes)
