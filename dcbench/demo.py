@@ -73,20 +73,22 @@ def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
     return Step(task, f"eval {task} on {name}", lambda: run_eval(opts, command=command))
 
 
+def run_dir(results: Path, method: str) -> Path:
+    """The demo's pretraining folder for `method` (deepcluster or supervised)."""
+    return results / "runs" / f"{method}-fmnist"
+
+
 def checkpoints(results: Path) -> list[tuple[str, str]]:
     """(--ckpt, name) of the three checkpoints the demo evaluates."""
-    runs = results / "runs"
-    return [(str(runs / "deepcluster-fmnist" / "checkpoint.pth.tar"), "DeepCluster"),
-            (str(runs / "supervised-fmnist" / "checkpoint.pth.tar"), "supervised"),
+    return [(str(run_dir(results, "deepcluster") / "checkpoint.pth.tar"), "DeepCluster"),
+            (str(run_dir(results, "supervised") / "checkpoint.pth.tar"), "supervised"),
             ("random:alexnet-small", "Random")]
 
 
 def plan(quick: bool, results: Path, data_root: str | None) -> list[Step]:
     cfg = QUICK if quick else FULL
-    runs = results / "runs"
-    dc, sup = runs / "deepcluster-fmnist", runs / "supervised-fmnist"
-    steps = [_pretrain_step("deepcluster", dc, cfg["deepcluster"], data_root),
-             _pretrain_step("supervised", sup, cfg["supervised"], data_root)]
+    steps = [_pretrain_step(m, run_dir(results, m), cfg[m], data_root)
+             for m in ("deepcluster", "supervised")]
     for ckpt, name in checkpoints(results):
         for task, settings in EVALS:
             steps.append(_eval_step(task, settings, ckpt, name, cfg["eval"], results,
@@ -124,9 +126,9 @@ def probe_summary(results: Path, quick: bool) -> list[str]:
     frame = load_frame(records_path(results))
     frame = frame[(frame["task"] == "linear-fmnist") & (frame["metric"] == "top1")
                   & (frame["quick"].fillna(False).astype(bool) == quick)]
+    path = frame["ckpt_path"].astype(str)      # random:ARCH is recorded as random:ARCH:SEED
     rows: dict[str, dict[str, float]] = {}
     for ckpt, name in checkpoints(results):
-        path = frame["ckpt_path"].astype(str)  # random:ARCH is recorded as random:ARCH:SEED
         mine = frame[(path == ckpt) | path.str.startswith(ckpt + ":")].sort_values("started")
         rows[name] = {r.setting: float(r.value) for r in mine.itertuples()}
     layers = [f"conv{i}" for i in range(1, 6)]
