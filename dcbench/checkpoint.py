@@ -10,6 +10,7 @@ unexpected key is refused with a one-line list of what differs. Only `num_batche
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -64,6 +65,23 @@ def save_checkpoint(path: str | os.PathLike, model: Trunk, *, epoch: int, method
     }
     obj.update(extra or {})
     atomic_torch_save(obj, path)
+
+
+def tensor_sha256(t: torch.Tensor) -> str:
+    """The sha256 of a tensor's values, whatever its device or memory layout."""
+    data = t.detach().cpu().contiguous()
+    raw = data.view(torch.int16) if data.dtype == torch.bfloat16 else data
+    return hashlib.sha256(raw.numpy().tobytes()).hexdigest()
+
+
+def state_sha256(model: Trunk) -> str:
+    """One digest of a trunk's state (weights and BN buffers, not the per-epoch head): what a
+    saved cluster assignment was computed from."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.trunk_state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor_sha256(t).encode())
+    return h.hexdigest()
 
 
 def read_file(path: str | os.PathLike) -> dict[str, Any]:

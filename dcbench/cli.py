@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
@@ -134,7 +135,7 @@ def report(results: str | None, runs: tuple[str, ...], best: bool, include_quick
 
 @cli.group()
 def data() -> None:
-    """Validate dataset roots and list the registry."""
+    """List the registry, validate dataset roots, build the embedded sets."""
 
 
 @data.command(name="list")
@@ -156,6 +157,24 @@ def validate(name: str, root: str | None, data_root: str | None) -> None:
     from dcbench.data import validate_dataset
 
     click.echo("\n".join(validate_dataset(name, root, data_root).lines()))
+
+
+@data.command()
+@click.argument("name", type=click.Choice(["fmnist-voc"]))
+@click.option("--out", default=None, help="where to build it [default: where dcbench looks "
+              "for it: <data-root>/NAME, else $DCBENCH_CACHE/NAME or ~/.cache/dcbench/NAME]")
+@click.option("--quick", is_flag=True, help="the small twin (NAME-quick) that --quick runs use")
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+def build(name: str, out: str | None, quick: bool, data_root: str | None) -> None:
+    """Build an embedded set (deterministic, from Fashion-MNIST) in its real layout."""
+    from dcbench.data import get_dataset_spec
+    from dcbench.data.registry import candidate_roots
+
+    name = get_dataset_spec(name).quick_variant if quick else name
+    target = out or str(candidate_roots(name, data_root=data_root)[0])
+    built = get_dataset_spec(name).builder(Path(target))
+    click.echo(f"{name} at {built}")
 
 
 @cli.command()

@@ -33,10 +33,11 @@ QUICK: dict[str, Any] = {
     "supervised": {"epochs": 1, "max_images": 512, "batch_size": 64, "workers": 0},
     "eval": {"quick": True, "workers": 0},
 }
-EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7")), ("knn", ("conv5", "fc7"))]
+EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7")), ("knn", ("conv5", "fc7")),
+         ("voc-cls", ("fc6-8", "all"))]
 # minutes each kind of step took in the full demo on 2 cores (results/demo.log), for the ETA
 WEIGHTS = {"deepcluster": 68.0, "supervised": 12.0, "linear-fmnist": 2.7, "clustering": 0.2,
-           "knn": 2.0, "report": 0.2}
+           "knn": 2.0, "voc-cls": 1.5, "report": 0.2}
 
 
 @dataclass
@@ -96,12 +97,20 @@ def plan(quick: bool, results: Path, data_root: str | None) -> list[Step]:
     return steps
 
 
+def demo_results(quick: bool, results: str | None) -> Path:
+    """Where the demo writes: --results if given; else results/ for the full demo and
+    results/quick/ for --quick, so a quick run never mixes with the committed showcase."""
+    if results is not None or not quick:
+        return results_dir(results)
+    return results_dir() / "quick"
+
+
 def run_demo(quick: bool = False, results: str | None = None,
              data_root: str | None = None) -> Path:
     """Run every step (resuming), then the report; return the report's path."""
     from dcbench.report import build_report
 
-    root = results_dir(results)
+    root = demo_results(quick, results)
     steps = plan(quick, root, data_root)
     total = sum(WEIGHTS[s.kind] for s in steps) + WEIGHTS["report"]
     done, start = 0.0, time.time()

@@ -11,7 +11,6 @@ fingerprinted, the task runs, and a frozen-trunk task must leave the fingerprint
 from __future__ import annotations
 
 import copy
-import hashlib
 import random
 import time
 from datetime import datetime, timezone
@@ -22,8 +21,8 @@ import torch
 
 import dcbench
 from dcbench import distributed, tasks
-from dcbench.checkpoint import CheckpointInfo, load_trunk
-from dcbench.data.registry import candidate_roots, resolve_root
+from dcbench.checkpoint import CheckpointInfo, load_trunk, tensor_sha256
+from dcbench.data.registry import candidate_roots, ensure_root, resolve_root
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
 from dcbench.models import Trunk
@@ -82,12 +81,7 @@ def seed_everything(seed: int) -> None:
 
 def state_fingerprint(trunk: Trunk) -> dict[str, str]:
     """A sha256 per state-dict tensor (weights and BN buffers), layout-independent."""
-    out = {}
-    for name, t in trunk.state_dict().items():
-        data = t.detach().cpu().contiguous()
-        out[name] = hashlib.sha256(data.numpy().tobytes() if data.dtype != torch.bfloat16
-                                   else data.view(torch.int16).numpy().tobytes()).hexdigest()
-    return out
+    return {name: tensor_sha256(t) for name, t in trunk.state_dict().items()}
 
 
 def check_frozen(task: tasks.Task, before: dict[str, str], after: dict[str, str]) -> None:
@@ -168,7 +162,7 @@ def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     trunk = prepare(trunk, device).eval()
     task.check(trunk, ctx)
     for name in task.data_needed(ctx):
-        resolve_root(name, data_root=ctx.data_root)      # the error says where it looked
+        ensure_root(name, data_root=ctx.data_root)   # builds an embedded set; else says where
 
     written: list[Record] = []
     for seed in range(first, first + n_seeds):
@@ -203,6 +197,11 @@ def _data_status(name: str, data_root: str | None) -> str:
     try:
         return f"{name} (found: {resolve_root(name, data_root=data_root)})"
     except DcbenchError:
+        from dcbench.data import get_dataset_spec
+
+        if get_dataset_spec(name).builder is not None:
+            first = looked.split(", ")[0]
+            return f"{name} (embedded, not built yet: built on first use at {first})"
         return f"{name} (MISSING; looked in: {looked or 'nowhere, set --data-root'})"
 
 

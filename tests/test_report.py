@@ -139,7 +139,8 @@ def test_quick_records_left_out_and_fill_commands(results: Path) -> None:
     assert f"- {cell} `{fill}" in md
     assert "1 quick records" in report
     assert csv_cell(results, "table2_voc", RANDOM_ROW, "Classification ALL") == (
-        "dcbench eval --task voc-cls --ckpt random:alexnet:0 --setting all")
+        "dcbench eval --task voc-cls --ckpt random:alexnet:0 --setting all "
+        "--set dataset=voc2007")
     # the filling commands are listed under the table
     assert "dcbench eval --task linear-imagenet --ckpt runs/dc/checkpoint.pth.tar --seed 1" \
         in report
@@ -249,3 +250,23 @@ def test_runs_found_from_recorded_checkpoints(tmp_path: Path) -> None:
     report = build_report(tmp_path / "results", runs=None).read_text()
     assert_png(tmp_path / "results" / "figures" / "fig2_nmi.png")
     assert f"`{run}`" in report
+
+
+def test_table2_keeps_voc_sets_apart(tmp_path: Path) -> None:
+    """One checkpoint measured on the embedded set and on VOC2007: two rows, each cell from
+    its own set (a mixed mean would read 50.0), the embedded row's fill command naming
+    its set."""
+    write_records(tmp_path, [
+        record("voc-cls", "fc6-8", "map", 30.0, RANDOM, dataset="voc2007"),
+        record("voc-cls", "fc6-8", "map", 70.0, RANDOM, dataset="fmnist-voc"),
+        record("voc-cls", "all", "map", 72.5, RANDOM, dataset="fmnist-voc")])
+    build_report(str(tmp_path), [], best=False, include_quick=False)
+    frame = read_csv(tmp_path / "tables" / "table2_voc.csv")
+    rows = frame[frame["method"] == RANDOM_ROW].set_index("VOC set")
+    assert rows.loc["voc2007", "Classification FC6-8"] == "30.0"
+    assert rows.loc["fmnist-voc", "Classification FC6-8"] == "70.0"
+    assert rows.loc["fmnist-voc", "Classification ALL"] == "72.5"
+    assert rows.loc["voc2007", "Classification ALL"] == (
+        "dcbench eval --task voc-cls --ckpt random:alexnet:0 --setting all --set dataset=voc2007")
+    published = frame[frame["source"].str.startswith("published")]
+    assert set(published["VOC set"]) == {"VOC07 (seg: VOC12)"}

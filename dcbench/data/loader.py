@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler, Subset
+
+if TYPE_CHECKING:
+    from dcbench.data.batch_loader import InMemoryLoader
 
 
 class Indexed(Dataset):
@@ -31,13 +35,23 @@ class Indexed(Dataset):
         return item[0], item[1], i
 
 
+def collate_targets(targets: list):
+    """Class indices -> a long tensor; label vectors (VOC's multi-labels) -> stacked; anything
+    else (annotations with boxes) stays a list."""
+    if isinstance(targets[0], torch.Tensor):
+        return torch.stack(targets)
+    if isinstance(targets[0], (int, np.integer)):
+        return torch.tensor(targets, dtype=torch.long)
+    return list(targets)
+
+
 def collate_skipping(batch: list):
     kept = [b for b in batch if b is not None]
     skipped = len(batch) - len(kept)
     if not kept:
         return None, None, None, skipped
     images = torch.stack([b[0] for b in kept])
-    targets = torch.tensor([b[1] for b in kept], dtype=torch.long)
+    targets = collate_targets([b[1] for b in kept])
     indices = torch.tensor([b[2] for b in kept], dtype=torch.long)
     return images, targets, indices, skipped
 
@@ -50,8 +64,15 @@ def default_workers() -> int:
 def make_loader(dataset: Dataset, batch_size: int, *,
                 sampler: Sampler | Sequence[int] | None = None, shuffle: bool = False,
                 workers: int | None = None, drop_last: bool = False,
-                seed: int = 0) -> DataLoader:
-    """A DataLoader over Indexed(dataset) with the skipping collate; seeded when shuffling."""
+                seed: int = 0) -> DataLoader | InMemoryLoader:
+    """A DataLoader over Indexed(dataset) with the skipping collate; seeded when shuffling.
+    A dataset held in memory as decoded images (Fashion-MNIST) gets the in-memory batch
+    loader instead (dcbench/data/batch_loader.py): same batches, no worker processes."""
+    from dcbench.data.batch_loader import InMemoryLoader, in_memory_view
+
+    view = in_memory_view(dataset)
+    if view is not None and os.environ.get("DCBENCH_PER_IMAGE_LOADER") != "1":
+        return InMemoryLoader(view, len(dataset), batch_size, sampler, shuffle, drop_last, seed)
     workers = default_workers() if workers is None else workers
     generator = torch.Generator()
     generator.manual_seed(seed)

@@ -64,6 +64,9 @@ class DatasetSpec:
     build: Callable[..., Dataset]
     default_root: Path | None = None
     needs_root_hint: str = ""
+    # embedded sets only: builds the set at a root (where none is found, on first use)
+    builder: Callable[[Path], Path] | None = None
+    quick_variant: str | None = None     # the smaller twin that --quick runs use
 
 
 DATASETS: dict[str, DatasetSpec] = {}
@@ -93,6 +96,8 @@ def candidate_roots(name: str, root: str | os.PathLike | None = None,
         out.append(Path(base) / name)
     if spec.default_root is not None:
         out.append(spec.default_root)
+    if spec.builder is not None:
+        out.append(cache_dir() / name)
     return out
 
 
@@ -111,6 +116,28 @@ def resolve_root(name: str, root: str | os.PathLike | None = None,
                     f"set DCBENCH_DATA{get_dataset_spec(name).needs_root_hint}")
 
 
+def cache_dir() -> Path:
+    """Where embedded sets are built by default: $DCBENCH_CACHE or ~/.cache/dcbench."""
+    return Path(os.environ.get("DCBENCH_CACHE") or Path.home() / ".cache" / "dcbench")
+
+
+def ensure_root(name: str, root: str | os.PathLike | None = None,
+                data_root: str | os.PathLike | None = None) -> Path:
+    """`resolve_root`, except that an embedded set found nowhere is built first, at the first
+    place it is looked for (a real dataset still fails, saying where it looked)."""
+    spec = get_dataset_spec(name)
+    try:
+        return resolve_root(name, root, data_root)
+    except DataError:
+        cands = candidate_roots(name, root, data_root)
+        if spec.builder is None or not cands:
+            raise
+        from dcbench.progress import say
+
+        say(f"{name} not found: building it once at {cands[0]}")
+        return spec.builder(cands[0])
+
+
 def validate_dataset(name: str, root: str | os.PathLike | None = None,
                      data_root: str | os.PathLike | None = None) -> ValidationReport:
     spec = get_dataset_spec(name)
@@ -125,7 +152,7 @@ def build_dataset(name: str, split: str, transform: Callable | None,
     if split not in spec.splits:
         raise DataError(f"dataset '{name}' has no split '{split}'; "
                         f"splits: {', '.join(spec.splits)}")
-    path = resolve_root(name, root, data_root)
+    path = ensure_root(name, root, data_root)
     spec.validate(path)
     return spec.build(path, split, transform)
 
@@ -137,4 +164,4 @@ def _load_builtin() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from dcbench.data import fashion_mnist, file_list, image_folder  # noqa: F401
+        from dcbench.data import fashion_mnist, file_list, image_folder, voc  # noqa: F401

@@ -24,6 +24,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from dcbench import distributed as dist
+from dcbench.checkpoint import state_sha256
 from dcbench.clustering.metrics import acc, ari, nmi
 from dcbench.clustering.sampler import SAMPLERS
 from dcbench.data import make_loader
@@ -36,14 +37,20 @@ from dcbench.progress import say
 
 
 def clustering_step(s: Session, epoch: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """This epoch's assignment: restored from disk if saved by an interrupted run, else
-    computed and saved at once."""
+    """This epoch's assignment: restored from disk if an interrupted run saved it from this
+    very model state (its digest is stored beside it), else computed and saved at once. A
+    file computed from another state (another run's leftovers) is never used."""
+    digest = state_sha256(s.model)
     saved = s.run.load_assignment(epoch)
-    if saved is not None:
+    if saved is not None and saved[1].get("model_sha256") == digest:
         say(f"epoch {epoch}: restored the saved assignment (not re-clustering)")
         return saved
+    if saved is not None:
+        say(f"epoch {epoch}: ignoring {s.run.assignment_path(epoch)}: it was computed from "
+            f"another model state (another run's file); re-clustering")
     assignment, stats = cluster_pass.assign(s.model, s.cluster_set, s.cfg,
                                             epoch_seed(s.cfg["seed"], epoch), s.device)
+    stats["model_sha256"] = digest
     if dist.is_main():
         s.run.save_assignment(epoch, assignment, stats)
     dist.barrier()

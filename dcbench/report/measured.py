@@ -189,8 +189,10 @@ def measured_rows(records: pd.DataFrame, columns: list[Column], per_setting: boo
 
 
 # The image side each task feeds its trunk (tasks on a `dataset` option: that dataset's side).
-TASK_SIDE = {"linear-imagenet": 224, "linear-places": 224, "linear-fmnist": 32, "voc-cls": 224,
-             "voc-det": 224, "voc-seg": 224, "retrieval-oxford": 224, "retrieval-paris": 224}
+TASK_SIDE = {"linear-imagenet": 224, "linear-places": 224, "linear-fmnist": 32,
+             "retrieval-oxford": 224, "retrieval-paris": 224}
+# The VOC tasks resize their crops to each trunk's own input side: every arch fits them.
+ANY_ARCH_TASKS = {"voc-cls", "voc-det", "voc-seg"}
 
 
 def task_fits_arch(task: str, dataset: str | None, arch: object) -> bool:
@@ -199,7 +201,7 @@ def task_fits_arch(task: str, dataset: str | None, arch: object) -> bool:
     from dcbench.data import DATASETS
     from dcbench.models import MODELS
 
-    if not isinstance(arch, str) or arch not in MODELS:
+    if not isinstance(arch, str) or arch not in MODELS or task in ANY_ARCH_TASKS:
         return True
     side = TASK_SIDE.get(task)
     if side is None and dataset in DATASETS:

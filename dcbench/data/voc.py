@@ -1,0 +1,312 @@
+"""PASCAL VOC in the devkit's own layout, read exactly as the devkit distributes it.
+
+    <root>/JPEGImages/<id>.jpg
+    <root>/Annotations/<id>.xml              objects: name, pose, truncated, difficult, bndbox
+                                             (1-based inclusive pixels; VOC2012 has floats)
+    <root>/ImageSets/Main/<split>.txt        ids of a split
+    <root>/ImageSets/Main/<cls>_<split>.txt  "<id> <1|-1|0>" (0: only difficult objects)
+    <root>/ImageSets/Segmentation/<split>.txt
+    <root>/SegmentationClass/<id>.png        palette PNG, index = class + 1, 0 background,
+                                             255 void
+
+`<root>` is the folder holding JPEGImages (VOCdevkit/VOC2007), or one above it. The class
+list is whatever the per-class files name (sorted: the VOC order for the 20 VOC classes), so
+any devkit-layout set works, the embedded fmnist-voc included (dcbench/data/voc_builder.py).
+Every file a split needs is checked before any work and the first missing one is named.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dcbench.data import fashion_mnist
+from dcbench.data.image_folder import load_rgb
+from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dcbench.errors import DataError
+
+VOID = 255
+_CLASS_FILE = re.compile(r"^(?P<cls>.+)_(?P<split>[^_]+)\.txt$")
+
+
+@dataclass(frozen=True)
+class VOCObject:
+    name: str
+    box: tuple[float, float, float, float]    # xmin, ymin, xmax, ymax as in the file (1-based)
+    difficult: bool = False
+    truncated: bool = False
+
+
+@dataclass
+class VOCAnnotation:
+    image_id: str
+    width: int
+    height: int
+    objects: list[VOCObject] = field(default_factory=list)
+    segmented: bool = False
+
+
+def find_devkit(root: Path, year: str | None = None) -> Path:
+    """The folder that holds JPEGImages: root itself, root/VOC<year> or
+    root/VOCdevkit/VOC<year>."""
+    cands = [root]
+    if year:
+        cands += [root / f"VOC{year}", root / "VOCdevkit" / f"VOC{year}"]
+    for c in cands:
+        if (c / "JPEGImages").is_dir():
+            return c
+    where = " or ".join(str(c / "JPEGImages") for c in cands)
+    raise DataError(f"not a VOC devkit folder: {where} missing (expected the devkit layout: "
+                    f"JPEGImages/, Annotations/, ImageSets/Main/)")
+
+
+def _text(node: ET.Element, tag: str, path: Path, default: str | None = None) -> str:
+    child = node.find(tag)
+    if child is None or child.text is None:
+        if default is not None:
+            return default
+        raise DataError(f"{path}: <{node.tag}> has no <{tag}> (a VOC annotation needs it)")
+    return child.text.strip()
+
+
+def _flag(node: ET.Element, tag: str, path: Path) -> bool:
+    """VOC flags are 0/1; VOC2012 omits <difficult> on some objects (read as 0)."""
+    return bool(int(float(_text(node, tag, path, default="0"))))
+
+
+def read_annotation(path: Path) -> VOCAnnotation:
+    """Parse one Annotations/<id>.xml (parts, actions and points are read past)."""
+    if not path.is_file():
+        raise DataError(f"annotation file missing: {path}")
+    try:
+        tree = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise DataError(f"{path} is not valid XML ({e}); re-extract the devkit") from None
+    size = tree.find("size")
+    if size is None:
+        raise DataError(f"{path} has no <size> (a VOC annotation needs width and height)")
+    width, height = int(float(_text(size, "width", path))), int(float(_text(size, "height", path)))
+    objects = []
+    for obj in tree.findall("object"):
+        bb = obj.find("bndbox")
+        if bb is None:
+            raise DataError(f"{path}: an <object> has no <bndbox>")
+        box = tuple(float(_text(bb, t, path)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        if not (1 <= box[0] <= box[2] <= width and 1 <= box[1] <= box[3] <= height):
+            raise DataError(f"{path}: box {box} of '{_text(obj, 'name', path)}' lies outside "
+                            f"the {width}x{height} image (VOC boxes are 1-based, inclusive)")
+        objects.append(VOCObject(_text(obj, "name", path), box,  # type: ignore[arg-type]
+                                 _flag(obj, "difficult", path), _flag(obj, "truncated", path)))
+    image_id = Path(_text(tree, "filename", path, default=path.stem + ".jpg")).stem
+    return VOCAnnotation(image_id, width, height, objects,
+                         _flag(tree, "segmented", path))
+
+
+def read_ids(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"split file missing: {path}")
+    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+
+def voc_classes(root: Path, split: str) -> list[str]:
+    """The classes named by ImageSets/Main/<cls>_<split>.txt, sorted."""
+    main = root / "ImageSets" / "Main"
+    if not main.is_dir():
+        raise DataError(f"missing folder {main} (the devkit's split lists)")
+    names = sorted(m["cls"] for p in main.iterdir()
+                   if (m := _CLASS_FILE.match(p.name)) and m["split"] == split)
+    if not names:
+        raise DataError(f"no per-class files <class>_{split}.txt in {main}; the devkit "
+                        f"layout has one per class and split")
+    return names
+
+
+def class_labels(root: Path, split: str, classes: list[str], ids: list[str]) -> np.ndarray:
+    """(N, C) int8 of 1 / -1 / 0 from the per-class files, rows in `ids` order."""
+    row = {i: n for n, i in enumerate(ids)}
+    out = np.full((len(ids), len(classes)), -1, dtype=np.int8)
+    for c, name in enumerate(classes):
+        path = root / "ImageSets" / "Main" / f"{name}_{split}.txt"
+        if not path.is_file():
+            raise DataError(f"per-class file missing: {path}")
+        seen = 0
+        for line in path.read_text().splitlines():
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2 or parts[1] not in ("1", "-1", "0") or parts[0] not in row:
+                raise DataError(f"{path}: bad line '{line.strip()}' (expected '<id> 1|-1|0' "
+                                f"with an id of ImageSets/Main/{split}.txt)")
+            out[row[parts[0]], c] = int(parts[1])
+            seen += 1
+        if seen != len(ids):
+            raise DataError(f"{path} lists {seen} images, {split}.txt lists {len(ids)}")
+    return out
+
+
+def check_files(root: Path, ids: list[str], folders: tuple[tuple[str, str], ...]) -> None:
+    """Name the first missing file of a split before any work."""
+    for folder, ext in folders:
+        base = root / folder
+        if not base.is_dir():
+            raise DataError(f"missing folder {base} (VOC devkit layout)")
+        present = {p.name for p in base.iterdir()}
+        for i in ids:
+            if f"{i}{ext}" not in present:
+                raise DataError(f"{base / (i + ext)} missing (listed in the split file); "
+                                f"re-extract the devkit or rebuild the set")
+
+
+class VOCClassification(Dataset):
+    """Items (image, labels): labels an int8 tensor over the classes, 1 / -1 / 0 (difficult)."""
+
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        self.root = root
+        self.ids = read_ids(root / "ImageSets" / "Main" / f"{split}.txt")
+        self.classes = voc_classes(root, split)
+        self.labels = class_labels(root, split, self.classes, self.ids)
+        check_files(root, self.ids, (("JPEGImages", ".jpg"),))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        img = load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        if img is None:
+            return None
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, torch.from_numpy(self.labels[i])
+
+
+class VOCDetection(Dataset):
+    """Items (image, VOCAnnotation); the annotation's classes index into `classes`."""
+
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        self.root = root
+        self.ids = read_ids(root / "ImageSets" / "Main" / f"{split}.txt")
+        self.classes = voc_classes(root, split)
+        check_files(root, self.ids, (("JPEGImages", ".jpg"), ("Annotations", ".xml")))
+        self.annotations = [read_annotation(root / "Annotations" / f"{i}.xml") for i in self.ids]
+        known = set(self.classes)
+        for a in self.annotations:
+            for o in a.objects:
+                if o.name not in known:
+                    raise DataError(f"{root / 'Annotations' / (a.image_id + '.xml')}: object "
+                                    f"'{o.name}' is not a class of the per-class files "
+                                    f"({', '.join(self.classes)})")
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        img = load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        if img is None:
+            return None
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, self.annotations[i]
+
+
+class VOCSegmentation(Dataset):
+    """Items (image, mask) with mask a (H, W) uint8 array: 0 background, c + 1 for class c,
+    255 void. `transform(img, mask)` is joint (crops and flips must move both)."""
+
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        self.root = root
+        self.ids = read_ids(root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        self.classes = voc_classes(root, "trainval" if split != "test" else "test")
+        check_files(root, self.ids, (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")))
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int):
+        img = load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        if img is None:
+            return None
+        with Image.open(self.root / "SegmentationClass" / f"{self.ids[i]}.png") as m:
+            mask = np.asarray(m if m.mode in ("P", "L") else m.convert("L"), dtype=np.uint8)
+        if self.transform is not None:
+            return self.transform(img, mask)
+        return img, mask
+
+
+def validate(root: Path, year: str | None = None) -> ValidationReport:
+    """Counts per split and class (non-difficult images with the class), files checked."""
+    root = find_devkit(root, year)
+    main = root / "ImageSets" / "Main"
+    splits: dict[str, int] = {}
+    per_class: dict[str, dict[str, int]] = {}
+    classes: list[str] = []
+    parsed: set[str] = set()
+    for split in ("train", "val", "trainval", "test"):
+        if not (main / f"{split}.txt").is_file():
+            continue
+        ids = read_ids(main / f"{split}.txt")
+        classes = voc_classes(root, split)
+        labels = class_labels(root, split, classes, ids)
+        check_files(root, ids, (("JPEGImages", ".jpg"), ("Annotations", ".xml")))
+        for i in set(ids) - parsed:     # parsed up front: a bad box or file fails here
+            read_annotation(root / "Annotations" / f"{i}.xml")
+        parsed.update(ids)
+        splits[split] = len(ids)
+        per_class[split] = {c: int((labels[:, k] == 1).sum()) for k, c in enumerate(classes)}
+    if not splits:
+        raise DataError(f"{main} holds none of train.txt, val.txt, trainval.txt, test.txt")
+    notes = []
+    seg = root / "ImageSets" / "Segmentation"
+    for split in ("train", "val", "trainval", "test"):
+        if (seg / f"{split}.txt").is_file():
+            ids = read_ids(seg / f"{split}.txt")
+            check_files(root, ids, (("SegmentationClass", ".png"),))
+            notes.append(f"segmentation {split}: {len(ids)} images")
+    return ValidationReport(root.name, root, splits, classes, per_class, notes)
+
+
+def _build(kind: type[Dataset], year: str | None) -> Callable[..., Dataset]:
+    return lambda root, split, transform: kind(find_devkit(root, year), split, transform)
+
+
+def _register(name: str, year: str | None, description: str, **kw) -> None:
+    splits = ("trainval", "test", "train", "val")
+    register_dataset(DatasetSpec(
+        name=name, description=description, splits=splits, labelled=True,
+        validate=lambda root: validate(root, year), build=_build(VOCClassification, year), **kw))
+
+
+_register("voc2007", "2007", "PASCAL VOC 2007 devkit (JPEGImages, Annotations, ImageSets, "
+          "SegmentationClass)", size="large", native=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+_register("voc2012", "2012", "PASCAL VOC 2012 devkit (JPEGImages, Annotations, ImageSets, "
+          "SegmentationClass)", size="large", native=224, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _fmnist_voc(quick: bool) -> Callable[[Path], Path]:
+    def build(target: Path) -> Path:
+        from dcbench.data.voc_builder import build_fmnist_voc
+
+        return build_fmnist_voc(target, quick=quick)
+    return build
+
+
+# The embedded set (dcbench/data/voc_builder.py): built on first use under the cache folder
+# (or <data-root>/fmnist-voc); Fashion-MNIST's statistics, as its trunks were trained on them.
+for _name, _quick in (("fmnist-voc", False), ("fmnist-voc-quick", True)):
+    _register(_name, None, "embedded VOC-layout scenes of Fashion-MNIST items (built on first "
+              "use: dcbench data build fmnist-voc" + (" --quick)" if _quick else ")"),
+              size="small", native=96, mean=(fashion_mnist.MEAN,) * 3,
+              std=(fashion_mnist.STD,) * 3,
+              builder=_fmnist_voc(_quick),
+              quick_variant=None if _quick else "fmnist-voc-quick")

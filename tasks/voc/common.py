@@ -1,0 +1,108 @@
+"""What the VOC tasks share: the data they read, the crops they feed a trunk of any input
+size, and the head surgery of the original evaluation code.
+
+Every trunk runs at its own input side (`Trunk.INPUT_SIZE`: 32 px for alexnet-small, 224 px
+for alexnet and vgg16): a crop of the VOC image is resized to that side, so one scene set
+serves every arch (fmnist-voc scenes are 72-96 px; a 224 px trunk sees them upsampled).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from dcbench.data import get_dataset_spec
+from dcbench.models import Trunk
+
+VOC_DATASETS = ("fmnist-voc", "voc2007", "voc2012")
+
+
+class RandomSquareCrop:
+    """RandomResizedCrop(side, scale=(lo, hi), ratio=(1, 1)) + horizontal flip, then
+    ToTensor + Normalize: the training and test-time crop of DeepCluster's
+    eval_voc_classif.py, as one PIL resize (box + bilinear in one C call). Randomness comes
+    from torch's generator, so loader seeding governs it."""
+
+    def __init__(self, side: int, scale: tuple[float, float], mean: tuple[float, ...],
+                 std: tuple[float, ...]) -> None:
+        self.side, self.scale = side, scale
+        self.mean = np.asarray(mean, dtype=np.float32)[:, None, None]
+        self.std = np.asarray(std, dtype=np.float32)[:, None, None]
+
+    def __repr__(self) -> str:
+        return f"RandomSquareCrop(side={self.side}, scale={self.scale})"
+
+    def box(self, width: int, height: int, u: list[list[float]]) -> tuple[int, int, int, int]:
+        """torchvision's RandomResizedCrop.get_params with ratio 1, from uniforms u."""
+        area = width * height
+        for a in range(10):
+            side = int(round(math.sqrt(area * (self.scale[0] + (self.scale[1] - self.scale[0])
+                                               * u[a][0]))))
+            if 0 < side <= min(width, height):
+                i = int(u[a][1] * (height - side + 1))
+                j = int(u[a][2] * (width - side + 1))
+                return j, i, j + side, i + side
+        side = min(width, height)          # the fallback: a centred square
+        j, i = (width - side) // 2, (height - side) // 2
+        return j, i, j + side, i + side
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        u = torch.rand(11, 3).tolist()
+        img = img.resize((self.side, self.side), Image.BILINEAR, box=self.box(*img.size, u))
+        arr = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) * (1.0 / 255.0)
+        if u[10][0] < 0.5:
+            arr = arr[:, :, ::-1]
+        return torch.from_numpy(np.ascontiguousarray((arr - self.mean) / self.std))
+
+
+def crop_transform(dataset: str, side: int, scale: tuple[float, float]) -> RandomSquareCrop:
+    spec = get_dataset_spec(dataset)
+    return RandomSquareCrop(side, scale, spec.mean, spec.std)
+
+
+def fc_layers(trunk: Trunk) -> list[nn.Linear]:
+    """fc6 and fc7, the Linear layers of the classifier."""
+    return [m for m in trunk.classifier if isinstance(m, nn.Linear)]
+
+
+def init_std(fan_in: int) -> float:
+    """The original N(0, 0.01) for layers of 4096 inputs or more (alexnet and vgg16 exactly);
+    narrower layers (alexnet-small's 1536 and 512) get 0.01 * sqrt(4096 / fan_in), the same
+    output scale, since at 0.01 their signal shrinks ~4x per layer and the heads barely
+    train in the embedded recipe's iterations (measured: see the README)."""
+    return 0.01 * max(1.0, math.sqrt(4096 / fan_in))
+
+
+def reset_fc_and_head(trunk: Trunk, n_classes: int) -> None:
+    """eval_voc_classif.py's surgery, in both settings: fc6, fc7 and a new Linear(fc7,
+    classes) drawn N(0, 0.01) with bias 0.1 (the checkpoint's fc weights are not used)."""
+    trunk.set_top_layer(n_classes)
+    for layer in [*fc_layers(trunk), trunk.top_layer]:
+        nn.init.normal_(layer.weight, 0.0, init_std(layer.in_features))
+        nn.init.constant_(layer.bias, 0.1)
+
+
+def freeze_conv(trunk: Trunk, frozen: bool) -> list[nn.Parameter]:
+    """Set requires_grad (conv layers and their BN affine frozen when `frozen`: the paper's
+    erratum setting) and return the parameters to train (never the Sobel filter)."""
+    for p in trunk.features.parameters():
+        p.requires_grad = not frozen
+    return [p for name, p in trunk.named_parameters()
+            if p.requires_grad and not name.startswith("sobel.")]
+
+
+def train_mode(trunk: Trunk) -> None:
+    """`model.train(); model.features.eval()` as the original script: dropout on in fc6/fc7,
+    conv BN running statistics never updated, in both settings."""
+    trunk.train()
+    trunk.features.eval()
+
+
+def recipe_for(dataset: str, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The recipe of a dataset: the embedded set has its own, real VOC years the paper's."""
+    return dict(recipes["fmnist-voc" if dataset == "fmnist-voc" else "voc"])
