@@ -1,4 +1,6 @@
-"""`dcbench demo --quick`: the whole pipeline end to end, and resuming when run again."""
+"""`dcbench demo --quick` as a newcomer runs it: in a fresh `git clone` of the repository
+(with its committed showcase under results/), end to end, then again to resume; the quick
+run writes only under results/quick/ and leaves every committed file as it was."""
 
 from __future__ import annotations
 
@@ -10,22 +12,38 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 
-def demo(results: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1"}
-    return subprocess.run([sys.executable, "-m", "dcbench", "demo", "--quick", "--results",
-                           str(results)], capture_output=True, text=True, env=env, timeout=1200)
+
+def demo(cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1", "DCBENCH_CACHE": str(cache)}
+    env.pop("DCBENCH_RESULTS", None)
+    # the console script, not `python -m` (which would import the clone's files from cwd):
+    # the code under test is the installed one, the repository state the clone's
+    script = Path(sys.executable).parent / "dcbench"
+    return subprocess.run([str(script), "demo", "--quick"], cwd=cwd,
+                          capture_output=True, text=True, env=env, timeout=1200)
+
+
+def git(clone: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=clone, capture_output=True, text=True,
+                          check=True).stdout
 
 
 @pytest.mark.slow
-def test_quick_demo_runs_end_to_end_and_resumes(tmp_path: Path):
-    results = tmp_path / "results"
-    first = demo(results)
+def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    first = demo(clone, tmp_path / "cache")
     assert first.returncode == 0, first.stderr[-3000:]
+    assert git(clone, "status", "--porcelain") == ""      # nothing committed was touched
+    results = clone / "results" / "quick"
     records = [json.loads(x) for x in (results / "records.jsonl").read_text().splitlines()]
     methods = {r["checkpoint"]["method"] for r in records}
     assert methods == {"deepcluster", "supervised", "random"}
-    assert {r["task"] for r in records} == {"linear-fmnist", "clustering", "knn"}
+    assert {r["task"] for r in records} == {"linear-fmnist", "clustering", "knn", "voc-cls"}
+    voc = {(r["checkpoint"]["method"], r["setting"]) for r in records if r["task"] == "voc-cls"}
+    assert voc == {(m, s) for m in methods for s in ("fc6-8", "all")}
     assert all(r["quick"] for r in records)
     for run in ("deepcluster-fmnist", "supervised-fmnist"):
         assert (results / "runs" / run / "checkpoint.pth.tar").is_file()
@@ -48,9 +66,10 @@ def test_quick_demo_runs_end_to_end_and_resumes(tmp_path: Path):
     assert diff_row.split()[3:] == [f"{top1['deepcluster', x] - top1['random', x]:+.2f}"
                                     for x in layers]
     # run again: nothing is retrained or re-evaluated
-    second = demo(results)
+    second = demo(clone, tmp_path / "cache")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "already has 2 epochs" in second.stderr
-    assert second.stderr.count("skip ") >= 9
+    assert second.stderr.count("skip ") >= 12
+    assert git(clone, "status", "--porcelain") == ""
     again = (results / "records.jsonl").read_text().splitlines()
     assert len(again) == len(records)

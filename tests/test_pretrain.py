@@ -3,8 +3,10 @@ a kill at any point, the supervised baseline, the clustering variants and bad in
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,3 +181,53 @@ def test_an_existing_run_is_refused_unless_resume_matches(reference_run: Path, t
     (tmp_path / "other" / "notes.txt").write_text("mine")
     proc = pretrain(tmp_path / "other", "--epochs", "1", check=False)
     assert proc.returncode == 2 and "holds no dcbench run" in proc.stderr
+
+
+def _kill_after_assignment(tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    killed = pretrain(out, "--epochs", "2", fault="after-assignment:2", check=False)
+    assert killed.returncode == KILLED_EXIT
+    return out
+
+
+def test_resume_trains_on_the_saved_assignment_not_a_recomputed_one(tmp_path: Path):
+    """The saved epoch-2 assignment is relabelled on disk (cluster c -> (c + 1) % 8: the
+    same partition, other pseudo-labels); a resume that re-clustered would log the original
+    digest, one that restores logs the relabelled file's."""
+    out = _kill_after_assignment(tmp_path)
+    path = out / "assignments/epoch_0002.npy"
+    changed = (np.load(path).astype(np.int64) + 1) % 8
+    np.save(path, changed.astype(np.int32))
+    resumed = pretrain(out, "--epochs", "2", "--resume")
+    assert "epoch 2: restored the saved assignment" in resumed.stderr
+    row = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()][1]
+    digest = hashlib.sha256(changed.astype(np.int64).tobytes()).hexdigest()[:16]
+    assert row["assignment_sha256"] == digest
+
+
+def test_an_assignment_from_another_model_state_is_ignored(reference_run: Path,
+                                                            tmp_path: Path):
+    out = _kill_after_assignment(tmp_path)
+    meta = out / "assignments/epoch_0002.json"
+    stats = json.loads(meta.read_text())
+    stats["model_sha256"] = "0" * 64                  # as if another run had written it
+    meta.write_text(json.dumps(stats))
+    np.save(out / "assignments/epoch_0002.npy", np.zeros(256, np.int32))
+    resumed = pretrain(out, "--epochs", "2", "--resume")
+    assert "ignoring" in resumed.stderr and "another model state" in resumed.stderr
+    assert_same_run(reference_run, out, 2)
+
+
+def test_a_fresh_start_never_uses_leftover_assignments(reference_run: Path, tmp_path: Path):
+    """A folder like the committed showcase: config and assignments, no checkpoint."""
+    out = tmp_path / "run"
+    out.mkdir()
+    shutil.copy(reference_run / "config.json", out / "config.json")
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["out"] = str(out)
+    (out / "config.json").write_text(json.dumps(cfg))
+    shutil.copytree(reference_run / "assignments", out / "assignments")
+    np.save(out / "assignments/epoch_0001.npy", np.zeros(256, np.int32))
+    run = pretrain(out, "--epochs", "2", "--resume")
+    assert "nothing to resume" in run.stderr and "not written by this run" in run.stderr
+    assert_same_run(reference_run, out, 2)

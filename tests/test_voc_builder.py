@@ -82,7 +82,7 @@ def test_split_lists(quick_voc: Path) -> None:
 def test_build_info(quick_voc: Path) -> None:
     info = json.loads((quick_voc / "BUILD_INFO.json").read_text())
     assert info == {"name": "fmnist-voc", "seed": 0, "quick": True, "sizes": QUICK,
-                    "classes": FMNIST_VOC_CLASSES, "builder_version": 2}
+                    "classes": FMNIST_VOC_CLASSES, "builder_version": 3}
     assert all(re.fullmatch(r"[a-z]+", c) for c in FMNIST_VOC_CLASSES)
 
 

@@ -138,3 +138,13 @@ def test_broken_devkit_names_the_problem(tmp_path: Path, damage, message: str) -
 def test_not_a_devkit_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a VOC devkit folder"):
         validate_dataset("voc2007", root=tmp_path)
+
+
+def test_an_embedded_set_from_an_older_builder_is_refused(tmp_path: Path) -> None:
+    import json
+    root = tmp_path / "fmnist-voc"
+    write_devkit(tmp_path)
+    (tmp_path / "VOCdevkit" / "VOC2007").rename(root)
+    (root / "BUILD_INFO.json").write_text(json.dumps({"builder_version": 1}))
+    with pytest.raises(DataError, match="built by fmnist-voc builder version 1"):
+        validate_dataset("fmnist-voc", data_root=tmp_path)

@@ -280,11 +280,17 @@ def _build(kind: type[Dataset], year: str | None) -> Callable[..., Dataset]:
     return lambda root, split, transform: kind(find_devkit(root, year), split, transform)
 
 
-def _register(name: str, year: str | None, description: str, **kw) -> None:
+def _register(name: str, year: str | None, description: str,
+              check: Callable[[Path], None] | None = None, **kw) -> None:
+    def check_then_validate(root: Path) -> ValidationReport:
+        if check is not None:
+            check(root)
+        return validate(root, year)
+
     splits = ("trainval", "test", "train", "val")
     register_dataset(DatasetSpec(
         name=name, description=description, splits=splits, labelled=True,
-        validate=lambda root: validate(root, year), build=_build(VOCClassification, year), **kw))
+        validate=check_then_validate, build=_build(VOCClassification, year), **kw))
 
 
 _register("voc2007", "2007", "PASCAL VOC 2007 devkit (JPEGImages, Annotations, ImageSets, "
@@ -301,6 +307,12 @@ def _fmnist_voc(quick: bool) -> Callable[[Path], Path]:
     return build
 
 
+def _current_build(root: Path) -> None:
+    from dcbench.data.voc_builder import check_current
+
+    check_current(root)
+
+
 # The embedded set (dcbench/data/voc_builder.py): built on first use under the cache folder
 # (or <data-root>/fmnist-voc); Fashion-MNIST's statistics, as its trunks were trained on them.
 for _name, _quick in (("fmnist-voc", False), ("fmnist-voc-quick", True)):
@@ -308,5 +320,5 @@ for _name, _quick in (("fmnist-voc", False), ("fmnist-voc-quick", True)):
               "use: dcbench data build fmnist-voc" + (" --quick)" if _quick else ")"),
               size="small", native=96, mean=(fashion_mnist.MEAN,) * 3,
               std=(fashion_mnist.STD,) * 3,
-              builder=_fmnist_voc(_quick),
+              builder=_fmnist_voc(_quick), check=_current_build,
               quick_variant=None if _quick else "fmnist-voc-quick")

@@ -37,17 +37,20 @@ from dcbench.progress import say
 
 
 def clustering_step(s: Session, epoch: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """This epoch's assignment: restored from disk if an interrupted run saved it from this
-    very model state (its digest is stored beside it), else computed and saved at once. A
-    file computed from another state (another run's leftovers) is never used."""
+    """This epoch's assignment: restored from disk only right after a resume from a
+    checkpoint, and only if the file was computed from this very model state (its digest is
+    stored beside it); else computed and saved at once. Files a fresh start finds (another
+    run's leftovers, a committed showcase folder) are never used."""
     digest = state_sha256(s.model)
     saved = s.run.load_assignment(epoch)
-    if saved is not None and saved[1].get("model_sha256") == digest:
+    resumed_here = s.start_epoch > 0 and epoch == s.start_epoch + 1
+    if saved is not None and resumed_here and saved[1].get("model_sha256") == digest:
         say(f"epoch {epoch}: restored the saved assignment (not re-clustering)")
         return saved
     if saved is not None:
-        say(f"epoch {epoch}: ignoring {s.run.assignment_path(epoch)}: it was computed from "
-            f"another model state (another run's file); re-clustering")
+        why = ("it was computed from another model state" if resumed_here
+               else "it was not written by this run")
+        say(f"epoch {epoch}: ignoring {s.run.assignment_path(epoch)}: {why}; re-clustering")
     assignment, stats = cluster_pass.assign(s.model, s.cluster_set, s.cfg,
                                             epoch_seed(s.cfg["seed"], epoch), s.device)
     stats["model_sha256"] = digest
