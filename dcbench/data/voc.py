@@ -166,35 +166,49 @@ def check_files(root: Path, ids: list[str], folders: tuple[tuple[str, str], ...]
                                 f"re-extract the devkit or rebuild the set")
 
 
-class VOCClassification(Dataset):
-    """Items (image, labels): labels an int8 tensor over the classes, 1 / -1 / 0 (difficult)."""
+class _SplitImages(Dataset):
+    """The images of one split list, read on demand; a subclass says what comes with each
+    (`target`). An unreadable image is an item of None (the loader skips and counts it)."""
 
-    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
-        self.root = root
-        self.ids = read_ids(root / "ImageSets" / "Main" / f"{split}.txt")
-        self.classes = voc_classes(root, split)
-        self.labels = class_labels(root, split, self.classes, self.ids)
-        check_files(root, self.ids, (("JPEGImages", ".jpg"),))
-        self.transform = transform
+    def __init__(self, root: Path, ids: list[str], transform: Callable | None) -> None:
+        self.root, self.ids, self.transform = root, ids, transform
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def image(self, i: int) -> Image.Image | None:
+        return load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+
+    def target(self, i: int):
+        raise NotImplementedError
+
     def __getitem__(self, i: int):
-        img = load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        img = self.image(i)
         if img is None:
             return None
         if self.transform is not None:
             img = self.transform(img)
-        return img, torch.from_numpy(self.labels[i])
+        return img, self.target(i)
 
 
-class VOCDetection(Dataset):
+class VOCClassification(_SplitImages):
+    """Items (image, labels): labels an int8 tensor over the classes, 1 / -1 / 0 (difficult)."""
+
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        super().__init__(root, read_ids(root / "ImageSets" / "Main" / f"{split}.txt"), transform)
+        self.classes = voc_classes(root, split)
+        self.labels = class_labels(root, split, self.classes, self.ids)
+        check_files(root, self.ids, (("JPEGImages", ".jpg"),))
+
+    def target(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.labels[i])
+
+
+class VOCDetection(_SplitImages):
     """Items (image, VOCAnnotation); the annotation's classes index into `classes`."""
 
     def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
-        self.root = root
-        self.ids = read_ids(root / "ImageSets" / "Main" / f"{split}.txt")
+        super().__init__(root, read_ids(root / "ImageSets" / "Main" / f"{split}.txt"), transform)
         self.classes = voc_classes(root, split)
         check_files(root, self.ids, (("JPEGImages", ".jpg"), ("Annotations", ".xml")))
         self.annotations = [read_annotation(root / "Annotations" / f"{i}.xml") for i in self.ids]
@@ -205,43 +219,31 @@ class VOCDetection(Dataset):
                     raise DataError(f"{root / 'Annotations' / (a.image_id + '.xml')}: object "
                                     f"'{o.name}' is not a class of the per-class files "
                                     f"({', '.join(self.classes)})")
-        self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, i: int):
-        img = load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
-        if img is None:
-            return None
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, self.annotations[i]
+    def target(self, i: int) -> VOCAnnotation:
+        return self.annotations[i]
 
 
-class VOCSegmentation(Dataset):
+class VOCSegmentation(_SplitImages):
     """Items (image, mask) with mask a (H, W) uint8 array: 0 background, c + 1 for class c,
     255 void. `transform(img, mask)` is joint (crops and flips must move both)."""
 
     def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
-        self.root = root
-        self.ids = read_ids(root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        ids = read_ids(root / "ImageSets" / "Segmentation" / f"{split}.txt")
+        super().__init__(root, ids, transform)
         self.classes = voc_classes(root, "trainval" if split != "test" else "test")
         check_files(root, self.ids, (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")))
-        self.transform = transform
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def target(self, i: int) -> np.ndarray:
+        with Image.open(self.root / "SegmentationClass" / f"{self.ids[i]}.png") as m:
+            return np.asarray(m if m.mode in ("P", "L") else m.convert("L"), dtype=np.uint8)
 
     def __getitem__(self, i: int):
-        img = load_rgb(self.root / "JPEGImages" / f"{self.ids[i]}.jpg")
+        img = self.image(i)
         if img is None:
             return None
-        with Image.open(self.root / "SegmentationClass" / f"{self.ids[i]}.png") as m:
-            mask = np.asarray(m if m.mode in ("P", "L") else m.convert("L"), dtype=np.uint8)
-        if self.transform is not None:
-            return self.transform(img, mask)
-        return img, mask
+        mask = self.target(i)
+        return self.transform(img, mask) if self.transform is not None else (img, mask)
 
 
 def validate(root: Path, year: str | None = None) -> ValidationReport:

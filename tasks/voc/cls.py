@@ -85,7 +85,7 @@ def draw_order(n: int, count: int, seed: int) -> list[int]:
     return np.concatenate([rng.permutation(n) for _ in range(passes)])[:count].tolist()
 
 
-def test_scores(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
+def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
                 seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Logits summed over `test_crops` random-crop passes, and which rows were read."""
     model.eval()
@@ -144,9 +144,9 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
             opt.step()
             loss_sum += float(loss.detach())
         if it in eval_at:
-            scores, seen = test_scores(model, test, cfg, ctx, ctx.seed)
+            scores, seen = summed_test_logits(model, test, cfg, ctx, ctx.seed)
             aps = classification_ap(scores[seen], labels_test[seen])
-            history.append({"iteration": it, "mAP": 100.0 * mean_ap(aps),
+            history.append({"iteration": it, "mAP": 100.0 * mean_ap(aps),   # loss: mean so far
                             "ap": aps, "loss": loss_sum / it})
             progress.set_postfix(mAP=f"{history[-1]['mAP']:.1f}")
             train_mode(model)
