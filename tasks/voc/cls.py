@@ -159,7 +159,8 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
 class VOCClassificationTask(Task):
     """Multi-label VOC classification, FC6-8 (conv frozen incl. BN) or ALL trained."""
 
-    description = "PASCAL VOC classification mAP (FC6-8 / ALL), eval_voc_classif.py protocol"
+    description = ("PASCAL VOC classification mAP (FC6-8 / ALL), eval_voc_classif.py protocol; "
+                   "options left None take the dataset's recipe (voc or fmnist-voc)")
     frozen = True        # it trains a copy: the trunk it was given must come back unchanged
     options: dict[str, Any] = {"dataset": "fmnist-voc", **{k: None for k in RECIPES["voc"]},
                                "max_train": None, "max_test": None}
