@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from dcbench.data import voc_builder
-from dcbench.data.voc_builder import FMNIST_VOC_CLASSES, SIDES, SIZES, build_fmnist_voc
+from dcbench.data.voc_builder import SIZES, build_fmnist_voc
+from dcbench.data.voc_scenes import FMNIST_VOC_CLASSES, SIDES
 from dcbench.errors import DataError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
