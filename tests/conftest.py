@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from dcbench.data.builders import export_file_list, export_image_folder
+from dcbench.data.voc_builder import build_fmnist_voc
 
 FMNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 
@@ -58,3 +59,11 @@ def tiny_file_list(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) 
     Shared by the session: tests must not modify it (copy it to tmp_path first)."""
     out = tmp_path_factory.mktemp("file_list")
     return export_file_list(out, TINY.list_size, fmnist_root)
+
+
+@pytest.fixture(scope="session")
+def voc_quick_root(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> Path:
+    """<data-root> holding the quick fmnist-voc (shared: do not modify)."""
+    base = tmp_path_factory.mktemp("voc")
+    build_fmnist_voc(base / "fmnist-voc-quick", fmnist_root, quick=True, show_progress=False)
+    return base

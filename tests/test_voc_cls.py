@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from dcbench.data.voc_builder import build_fmnist_voc
 from dcbench.errors import DcbenchError
 from dcbench.evaluate import run_eval
 from dcbench.models import build_model
@@ -18,14 +17,6 @@ from dcbench.tasks import RunContext, get_task
 from dcbench.tasks.voc.cls import masked_bce, train_and_test
 from dcbench.tasks.voc.common import RandomSquareCrop
 from dcbench.tasks.voc.metrics import classification_ap, mean_ap
-
-
-@pytest.fixture(scope="session")
-def voc_quick_root(tmp_path_factory: pytest.TempPathFactory, fmnist_root: Path) -> Path:
-    """<data-root> holding the quick fmnist-voc (shared: do not modify)."""
-    base = tmp_path_factory.mktemp("voc")
-    build_fmnist_voc(base / "fmnist-voc-quick", fmnist_root, quick=True, show_progress=False)
-    return base
 
 
 def test_ap_leaves_difficult_rows_out() -> None:

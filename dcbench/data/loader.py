@@ -64,14 +64,16 @@ def default_workers() -> int:
 def make_loader(dataset: Dataset, batch_size: int, *,
                 sampler: Sampler | Sequence[int] | None = None, shuffle: bool = False,
                 workers: int | None = None, drop_last: bool = False,
-                seed: int = 0) -> DataLoader | InMemoryLoader:
+                seed: int = 0, collate=None) -> DataLoader | InMemoryLoader:
     """A DataLoader over Indexed(dataset) with the skipping collate; seeded when shuffling.
     A dataset held in memory as decoded images (Fashion-MNIST) gets the in-memory batch
-    loader instead (dcbench/data/batch_loader.py): same batches, no worker processes."""
+    loader instead (dcbench/data/batch_loader.py): same batches, no worker processes.
+    `collate` replaces the skipping collate (images of different sizes: VOC segmentation);
+    it gets the (image, target, index) items, None for unreadable ones."""
     from dcbench.data.batch_loader import InMemoryLoader, in_memory_view
 
     view = in_memory_view(dataset)
-    if view is not None and os.environ.get("DCBENCH_PER_IMAGE_LOADER") != "1":
+    if view is not None and collate is None and os.environ.get("DCBENCH_PER_IMAGE_LOADER") != "1":
         return InMemoryLoader(view, len(dataset), batch_size, sampler, shuffle, drop_last, seed)
     workers = default_workers() if workers is None else workers
     generator = torch.Generator()
@@ -79,7 +81,7 @@ def make_loader(dataset: Dataset, batch_size: int, *,
     return DataLoader(
         Indexed(dataset), batch_size=batch_size, sampler=sampler,
         shuffle=shuffle if sampler is None else False, num_workers=workers,
-        collate_fn=collate_skipping, drop_last=drop_last, generator=generator,
+        collate_fn=collate or collate_skipping, drop_last=drop_last, generator=generator,
         pin_memory=torch.cuda.is_available(), persistent_workers=False,
         worker_init_fn=_seed_worker if workers else None,
     )

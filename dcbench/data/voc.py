@@ -30,7 +30,13 @@ from torch.utils.data import Dataset
 
 from dcbench.data import fashion_mnist
 from dcbench.data.image_folder import load_rgb
-from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.registry import (
+    DatasetSpec,
+    ValidationReport,
+    ensure_root,
+    get_dataset_spec,
+    register_dataset,
+)
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
 
@@ -278,6 +284,27 @@ def validate(root: Path, year: str | None = None) -> ValidationReport:
     return ValidationReport(root.name, root, splits, classes, per_class, notes)
 
 
+KINDS: dict[str, type[_SplitImages]] = {"cls": VOCClassification, "det": VOCDetection,
+                                        "seg": VOCSegmentation}
+_YEARS: dict[str, str | None] = {}
+
+
+def build_voc(name: str, kind: str, split: str, transform: Callable | None,
+              data_root: str | None = None) -> _SplitImages:
+    """A registered VOC set's split as classification, detection or segmentation items
+    (the registry's own `build_dataset` gives the classification view); validated first."""
+    spec = get_dataset_spec(name)
+    if name not in _YEARS:
+        raise DataError(f"dataset '{name}' is not a VOC devkit set; VOC sets: "
+                        f"{', '.join(sorted(_YEARS))}")
+    if split not in spec.splits:
+        raise DataError(f"dataset '{name}' has no split '{split}'; "
+                        f"splits: {', '.join(spec.splits)}")
+    path = ensure_root(name, None, data_root)
+    spec.validate(path)
+    return KINDS[kind](find_devkit(path, _YEARS[name]), split, transform)
+
+
 def _build(kind: type[Dataset], year: str | None) -> Callable[..., Dataset]:
     return lambda root, split, transform: kind(find_devkit(root, year), split, transform)
 
@@ -290,6 +317,7 @@ def _register(name: str, year: str | None, description: str,
         return validate(root, year)
 
     splits = ("trainval", "test", "train", "val")
+    _YEARS[name] = year
     register_dataset(DatasetSpec(
         name=name, description=description, splits=splits, labelled=True,
         validate=check_then_validate, build=_build(VOCClassification, year), **kw))

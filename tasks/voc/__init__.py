@@ -1,4 +1,4 @@
-"""The PASCAL VOC tasks (classification now; detection and segmentation stand on the same
-loader and metrics module)."""
+"""The PASCAL VOC tasks: classification, segmentation (and detection), on one loader and
+one metrics module."""
 
-from . import cls  # noqa: F401  (registers voc-cls)
+from . import cls, seg  # noqa: F401  (register voc-cls, voc-seg)

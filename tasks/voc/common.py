@@ -19,7 +19,7 @@ from torch import nn
 from dcbench.data import get_dataset_spec
 from dcbench.models import Trunk
 
-VOC_DATASETS = ("fmnist-voc", "voc2007", "voc2012")
+EMBEDDED = ("fmnist-voc", "fmnist-voc-quick")
 
 
 class RandomSquareCrop:
@@ -104,5 +104,6 @@ def train_mode(trunk: Trunk) -> None:
 
 
 def recipe_for(dataset: str, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The recipe of a dataset: the embedded set has its own, real VOC years the paper's."""
-    return dict(recipes["fmnist-voc" if dataset == "fmnist-voc" else "voc"])
+    """The recipe of a dataset: the embedded set (and its quick twin) has its own, real VOC
+    years the paper's."""
+    return dict(recipes["fmnist-voc" if dataset in EMBEDDED else "voc"])
