@@ -109,7 +109,8 @@ def read_annotation(path: Path) -> VOCAnnotation:
         box = tuple(float(_text(bb, t, path)) for t in ("xmin", "ymin", "xmax", "ymax"))
         if not (1 <= box[0] <= box[2] <= width and 1 <= box[1] <= box[3] <= height):
             raise DataError(f"{path}: box {box} of '{_text(obj, 'name', path)}' lies outside "
-                            f"the {width}x{height} image (VOC boxes are 1-based, inclusive)")
+                            f"the {width}x{height} image (VOC boxes are 1-based, inclusive); "
+                            f"fix or remove that object")
         objects.append(VOCObject(_text(obj, "name", path), box,  # type: ignore[arg-type]
                                  _flag(obj, "difficult", path), _flag(obj, "truncated", path)))
     image_id = Path(_text(tree, "filename", path, default=path.stem + ".jpg")).stem
@@ -286,7 +287,7 @@ def validate(root: Path, year: str | None = None) -> ValidationReport:
 
 KINDS: dict[str, type[_SplitImages]] = {"cls": VOCClassification, "det": VOCDetection,
                                         "seg": VOCSegmentation}
-_YEARS: dict[str, str | None] = {}
+VOC_YEARS: dict[str, str | None] = {}
 
 
 def build_voc(name: str, kind: str, split: str, transform: Callable | None,
@@ -294,15 +295,15 @@ def build_voc(name: str, kind: str, split: str, transform: Callable | None,
     """A registered VOC set's split as classification, detection or segmentation items
     (the registry's own `build_dataset` gives the classification view); validated first."""
     spec = get_dataset_spec(name)
-    if name not in _YEARS:
+    if name not in VOC_YEARS:
         raise DataError(f"dataset '{name}' is not a VOC devkit set; VOC sets: "
-                        f"{', '.join(sorted(_YEARS))}")
+                        f"{', '.join(sorted(VOC_YEARS))}")
     if split not in spec.splits:
         raise DataError(f"dataset '{name}' has no split '{split}'; "
                         f"splits: {', '.join(spec.splits)}")
     path = ensure_root(name, None, data_root)
     spec.validate(path)
-    return KINDS[kind](find_devkit(path, _YEARS[name]), split, transform)
+    return KINDS[kind](find_devkit(path, VOC_YEARS[name]), split, transform)
 
 
 def _build(kind: type[Dataset], year: str | None) -> Callable[..., Dataset]:
@@ -317,7 +318,7 @@ def _register(name: str, year: str | None, description: str,
         return validate(root, year)
 
     splits = ("trainval", "test", "train", "val")
-    _YEARS[name] = year
+    VOC_YEARS[name] = year
     register_dataset(DatasetSpec(
         name=name, description=description, splits=splits, labelled=True,
         validate=check_then_validate, build=_build(VOCClassification, year), **kw))
