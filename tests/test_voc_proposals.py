@@ -128,6 +128,15 @@ def test_selective_search_finds_the_rectangles() -> None:
         assert _iou(r, boxes).max() >= 0.7
 
 
+def test_selective_search_is_repeatable() -> None:
+    # OpenCV ranks boxes with a random factor; unseeded, two calls order them differently
+    # (and a max_boxes cap would keep different boxes)
+    scene = np.roll(_scene(), 5, axis=0)
+    a, b = vp.selective_search(scene), vp.selective_search(scene)
+    assert len(a) > 10 and np.array_equal(a, b)
+    assert np.array_equal(vp.selective_search(scene, max_boxes=7), a[:7])
+
+
 @pytest.fixture
 def devkit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Five tiny scenes in the devkit layout; the fallback cache inside tmp_path."""
@@ -151,6 +160,16 @@ def _fake(calls: list[str], fail_at: int | None = None):
         k = int(image_id)
         return np.array([[k + 1, 1, k + 3, 4]], np.float32)
     return compute
+
+
+def test_process_pool_gives_the_in_process_boxes(devkit: Path, monkeypatch) -> None:
+    monkeypatch.setattr(vp, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(vp.os, "cpu_count", lambda: 2)
+    pooled, _ = vp.proposals_for(devkit, "val", DK_IDS, DK_SIZES)
+    for i, s in zip(DK_IDS, DK_SIZES):
+        own = vp._image_proposals(devkit, i, s, {"scales": list(vp.DEFAULT_SCALES),
+                                                 "max_boxes": 2000, "max_side": 512})
+        assert np.array_equal(pooled[i], own)
 
 
 def test_cache_reused_and_recomputed_for_other_ids(devkit: Path, monkeypatch) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -35,6 +36,7 @@ DEFAULT_SCALES = (1.0, 2.0)    # search at 1x and 2x, union of the boxes (small 
 DEFAULT_MAX_SIDE = 512         # an upscaled search is skipped past this side (full-size VOC)
 DEFAULT_MAX_BOXES = 2000       # the first 2000 distinct boxes, as Fast R-CNN's ~2k per image
 CHUNK = 256                    # images per partial file: what an interruption can lose
+PARALLEL_FROM = 64             # fewer images than this are searched in this process
 Sizes = list[tuple[int, int]]  # (width, height) per image, from the annotations
 
 
@@ -130,8 +132,20 @@ def selective_search(image: np.ndarray, scales: tuple[float, ...] = DEFAULT_SCAL
                                            interpolation=cv2.INTER_LINEAR)
         ss.setBaseImage(up)
         ss.switchToSelectiveSearchFast()
+        _seed_c_rand()
         found.append(rects_to_boxes(ss.process(), w, h, (up.shape[1] / w, up.shape[0] / h)))
     return clean_boxes(np.concatenate(found))[:max_boxes]
+
+
+def _seed_c_rand() -> None:
+    """OpenCV ranks the boxes with C's rand() (the random factor of Uijlings et al.), so the
+    order, and what a `max_boxes` cap keeps, would change from call to call: seed it."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).srand(0)
+    except (OSError, AttributeError, TypeError):    # no C library handle (Windows): unseeded
+        pass
 
 
 def _image_proposals(root: Path, image_id: str, size: tuple[int, int], params: dict) -> np.ndarray:
@@ -217,7 +231,8 @@ def proposals_for(root: Path, split: str, ids: list[str], sizes: Sizes, source: 
     import cv2
 
     params = {"opencv": cv2.__version__, "scales": [float(s) for s in scales],
-              "max_side": int(max_side), "max_boxes": int(max_boxes), "min_size": MIN_SIZE}
+              "max_side": int(max_side), "max_boxes": int(max_boxes), "min_size": MIN_SIZE,
+              "rank_seed": 0}
     wh = [[int(w), int(h)] for w, h in sizes]
     key = hashlib.sha256(json.dumps([METHOD, params, ids, wh]).encode()).hexdigest()[:12]
     name = f"opencv_ss_fast_{split}_{key}.npz"
@@ -238,11 +253,21 @@ def proposals_for(root: Path, split: str, ids: list[str], sizes: Sizes, source: 
 
 def _compute(root: Path, ids: list[str], sizes: Sizes, params: dict, part: Path,
              chunk: int) -> list[np.ndarray]:
-    """Chunk by chunk, one image in memory at a time; finished chunks are read back."""
+    """Chunk by chunk, one image per process in memory at a time; finished chunks are read
+    back. The search is sequential per image, so images go to one process per core (in
+    order); small jobs (tests, quick subsets) stay in this process."""
     import cv2
 
     threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)     # the search itself is sequential: a pool only adds overhead
+    cv2.setNumThreads(1)
+    processes = min(8, os.cpu_count() or 1)
+    pool = None
+    if processes > 1 and len(ids) >= PARALLEL_FROM:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_one_thread)
     boxes: list[np.ndarray] = []
     progress = bar("selective search", len(ids), unit="img")
     try:
@@ -252,16 +277,28 @@ def _compute(root: Path, ids: list[str], sizes: Sizes, params: dict, part: Path,
             got = _unpack(path, cids, params)
             progress.update(len(cids) if got is not None else 0)
             if got is None:
+                n = len(cids)
+                results = (pool.map(_image_proposals, [root] * n, cids, csizes, [params] * n,
+                                    chunksize=8) if pool is not None else
+                           map(_image_proposals, [root] * n, cids, csizes, [params] * n))
                 got = []
-                for i, s in zip(cids, csizes):
-                    got.append(_image_proposals(root, i, s, params))
+                for b in results:
+                    got.append(b)
                     progress.update(1)
                 atomic_write_bytes(path, _pack(cids, got, params))
             boxes += got
     finally:
         progress.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         cv2.setNumThreads(threads)
     return boxes
+
+
+def _one_thread() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def _info(kind: str, boxes: dict[str, np.ndarray], **extra) -> dict:
