@@ -15,13 +15,13 @@ batch, multi-scale training (shorter side 480, 576, 688, 864 or 1200, longer sid
 one drawn per image) and single-scale test (600, <= 1000), horizontal flips. Proposals:
 Fast R-CNN's voc_<year>_<split>.mat files, put in <devkit>/selective_search/ (or the folder
 above it), where present, else OpenCV's selective search (dcbench/data/voc_proposals.py,
-cached next to the set); the record names which. `fmnist-voc`
-(minutes on 2 CPU cores): the same protocol with 4 images x 64 RoIs, lr 0.01, 1,500
-iterations (lr /10 after 1,000) and sizes scaled to the scenes: shorter side 48, 56, 64 or
-72 in training, 64 at test, times the trunk's input side / 32 (alexnet-small reads the
-items at Fashion-MNIST's scale; alexnet and vgg16 see them 7x larger, as their 224 px crops
-in voc-cls do). The test mAP is measured `evals` times; the record holds the final value and
-the best (read off the test split: optimistic, kept beside the final one, never instead).
+cached next to the set); the record names which. `fmnist-voc` (about a minute on 2 CPU
+cores): the same protocol with 4 images x 64 RoIs, lr 0.01, 750 iterations (lr /10 after
+500) and sizes scaled to the scenes: shorter side 48, 56, 64 or 72 in training, 64 at test,
+times the trunk's input side / 32 (alexnet-small reads the items at Fashion-MNIST's scale;
+alexnet and vgg16 see them 7x larger, as their 224 px crops in voc-cls do). The test mAP is
+measured `evals` times; the record holds the final value and the best (read off the test
+split: optimistic, kept beside the final one, never instead).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ RECIPES: dict[str, dict[str, Any]] = {
             "momentum": 0.9, "weight_decay": 5e-4, "train_sizes": (480, 576, 688, 864, 1200),
             "train_max_size": 2000, "test_size": 600, "test_max_size": 1000,
             "size_factor": 1.0, "proposals": "auto", "evals": 3},
-    "fmnist-voc": {"train_split": "trainval", "test_split": "test", "iterations": 1_500,
-                   "images_per_batch": 4, "rois_per_image": 64, "lr": 0.01, "lr_step": 1_000,
+    "fmnist-voc": {"train_split": "trainval", "test_split": "test", "iterations": 750,
+                   "images_per_batch": 4, "rois_per_image": 64, "lr": 0.01, "lr_step": 500,
                    "momentum": 0.9, "weight_decay": 5e-4, "train_sizes": (48, 56, 64, 72),
                    "train_max_size": 120, "test_size": 64, "test_max_size": 107,
                    "size_factor": None, "proposals": "opencv", "evals": 2},
