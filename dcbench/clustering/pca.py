@@ -66,7 +66,11 @@ class PCAWhitening:
     eigenvalues: torch.Tensor  # (p,) float64, for diagnostics
 
     @classmethod
-    def from_moments(cls, m: Moments, dim: int, eps: float = 1e-8) -> PCAWhitening:
+    def from_moments(cls, m: Moments, dim: int, eps: float = 1e-8,
+                     rel_floor: float | None = None) -> PCAWhitening:
+        """rel_floor: clamp eigenvalues below rel_floor * max up to that value and scale by
+        eigenvalue^-1/2 with no eps, as DeepCluster's eval_retrieval.py PCA does (1e-5) for
+        R-MAC; `eigenvalues` then holds the clamped values. None keeps the faiss behaviour."""
         if m.n < 2:
             raise ValueError("PCA needs at least two rows")
         dim = min(dim, m.s1.numel())
@@ -75,19 +79,24 @@ class PCAWhitening:
         cov = s2 / m.n - torch.outer(centred_mean, centred_mean)
         mean = centred_mean + (m.shift if m.shift is not None else 0.0)
         evals, evecs = torch.linalg.eigh(cov)              # ascending
+        if rel_floor is not None:
+            if evals[-1] <= 0:
+                raise ValueError("PCA needs rows that are not all identical")
+            evals = evals.clamp(min=rel_floor * evals[-1].item())
         evals, evecs = evals.flip(0)[:dim], evecs.flip(1)[:, :dim]
         # A fixed sign per component keeps the projection identical across runs and ranks.
         signs = torch.sign(evecs[evecs.abs().argmax(0), torch.arange(dim)])
         evecs = evecs * torch.where(signs == 0, 1.0, signs)
-        scale = (evals.clamp(min=0) + eps).rsqrt()
+        scale = evals.rsqrt() if rel_floor is not None else (evals.clamp(min=0) + eps).rsqrt()
         return cls(mean.float(), (evecs * scale).float(), evals)
 
     @classmethod
-    def fit(cls, x: torch.Tensor | np.ndarray, dim: int) -> PCAWhitening:
+    def fit(cls, x: torch.Tensor | np.ndarray, dim: int,
+            rel_floor: float | None = None) -> PCAWhitening:
         x = torch.as_tensor(x)
         m = Moments(x.shape[1])
         m.add(x)
-        return cls.from_moments(m, dim)
+        return cls.from_moments(m, dim, rel_floor=rel_floor)
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
         """Centre, project, whiten, then L2-normalise each row (float32, on x's device)."""
