@@ -160,7 +160,7 @@ def validate(name: str, root: str | None, data_root: str | None) -> None:
 
 
 @data.command()
-@click.argument("name", type=click.Choice(["fmnist-voc"]))
+@click.argument("name", type=click.Choice(["fmnist-voc", "fmnist-oxford", "fmnist-paris"]))
 @click.option("--out", default=None, help="where to build it [default: where dcbench looks "
               "for it: <data-root>/NAME, else $DCBENCH_CACHE/NAME or ~/.cache/dcbench/NAME]")
 @click.option("--quick", is_flag=True, help="the small twin (NAME-quick) that --quick runs use")

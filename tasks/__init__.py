@@ -1,6 +1,6 @@
 """dcbench's tasks (importable as dcbench.tasks): importing this registers every built-in task."""
 
-from . import clustering_task, knn, linear_probe, voc  # noqa: F401  (they register)
+from . import clustering_task, knn, linear_probe, retrieval, voc  # noqa: F401  (they register)
 from .registry import (
     TASKS,
     Measurement,

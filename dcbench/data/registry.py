@@ -164,4 +164,4 @@ def _load_builtin() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from dcbench.data import fashion_mnist, file_list, image_folder, voc  # noqa: F401
+        from dcbench.data import fashion_mnist, file_list, image_folder, oxford_paris, voc  # noqa: F401

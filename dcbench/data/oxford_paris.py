@@ -1,0 +1,302 @@
+"""Oxford5k / Paris6k instance retrieval (paper Table 5), in the layouts they ship in.
+
+Original layout (what DeepCluster's eval_retrieval.py reads):
+
+    <root>/jpg/<image>.jpg                    every database image, query images included
+                                              (Paris: flatten paris_1/ and paris_2/ into jpg/)
+    <root>/gt/<query>_query.txt               "<image> x1 y1 x2 y2" (Oxford: "oxc1_<image> ...")
+    <root>/gt/<query>_{good,ok,junk}.txt      one image name per line, no .jpg
+                                              (DC's lab/ folder is read where gt/ is absent)
+
+Revisited layout (Radenovic et al.): <root>/gnd_roxford5k.pkl or gnd_rparis6k.pkl, a dict of
+`imlist` (database), `qimlist` (query images, not in imlist) and `gnd`, per query
+{'bbx': [x1, y1, x2, y2], 'easy': [...], 'hard': [...], 'junk': [...]} indexing imlist.
+
+Everything is checked up front and the first problem named in one line: a missing gt file,
+a query image missing from jpg/, a query box outside its image. The 20 corrupt Paris images
+DC blacklists are left out of the database, as DC does. The embedded fmnist-oxford and
+fmnist-paris (dcbench/data/retrieval_builder.py) are written in both layouts.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+
+from dcbench.data import fashion_mnist
+from dcbench.data.registry import (
+    DatasetSpec,
+    ValidationReport,
+    ensure_root,
+    get_dataset_spec,
+    register_dataset,
+)
+from dcbench.data.retrieval_images import retrieval_images
+from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dcbench.errors import DataError
+
+GT_KINDS = ("query", "good", "ok", "junk")
+_GT_FILE = re.compile(r"^(?P<q>.+)_(?P<kind>query|good|ok|junk)\.txt$")
+BOX_SLACK = 1.0         # pixels a box may overhang its image (float boxes, rounding)
+# Unreadable in the Paris6k archives; DC (eval_retrieval.py) leaves them out of the database.
+PARIS_CORRUPT = frozenset(
+    "paris_louvre_000136 paris_louvre_000146 paris_moulinrouge_000422 "
+    "paris_museedorsay_001059 paris_notredame_000188 paris_pantheon_000284 "
+    "paris_pantheon_000960 paris_pantheon_000974 paris_pompidou_000195 paris_pompidou_000196 "
+    "paris_pompidou_000201 paris_pompidou_000467 paris_pompidou_000640 "
+    "paris_sacrecoeur_000299 paris_sacrecoeur_000330 paris_sacrecoeur_000353 "
+    "paris_triomphe_000662 paris_triomphe_000833 paris_triomphe_000863 "
+    "paris_triomphe_000867".split())
+# Longest image side for feature extraction: PROTOCOLS' 1024 for the real sets; the embedded
+# scenes (64-96 px) are brought to their largest size.
+MAX_SIDE = {"oxford5k": 1024, "paris6k": 1024, "fmnist-oxford": 96, "fmnist-oxford-quick": 96,
+            "fmnist-paris": 96, "fmnist-paris-quick": 96}
+
+
+@dataclass
+class Revisited:
+    """The revisited ground truth: indices into `images` (imlist), queries not among them."""
+
+    path: Path
+    images: list[str]
+    query_images: list[str]
+    query_boxes: np.ndarray            # (Q, 4) float64 x1 y1 x2 y2, original pixels
+    easy: list[np.ndarray]
+    hard: list[np.ndarray]
+    junk: list[np.ndarray]
+
+
+@dataclass
+class RetrievalSet:
+    """One Oxford/Paris-layout set, validated. Indices are int64 arrays into `images`."""
+
+    root: Path
+    images: list[str]                  # database: jpg/ names sorted, query images included
+    queries: list[str]                 # query names (gt file prefixes), sorted
+    query_images: list[str]
+    query_boxes: np.ndarray            # (Q, 4) float64 x1 y1 x2 y2, original pixels
+    good: list[np.ndarray]
+    ok: list[np.ndarray]
+    junk: list[np.ndarray]
+    revisited: Revisited | None = None
+
+    def path(self, name: str) -> Path:
+        return self.root / "jpg" / f"{name}.jpg"
+
+    @property
+    def query_index(self) -> np.ndarray:
+        """Where each query image sits in `images` (DC keeps queries in the database)."""
+        row = {n: i for i, n in enumerate(self.images)}
+        return np.array([row[q] for q in self.query_images], dtype=np.int64)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the header only."""
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read query image {path} ({type(e).__name__}); replace it "
+                        f"with the original file") from None
+
+
+def _check_box(box: np.ndarray, path: Path, where: str) -> None:
+    w, h = _image_size(path)
+    x1, y1, x2, y2 = (float(v) for v in box)
+    s = BOX_SLACK
+    if not (-s <= x1 < x2 <= w + s and -s <= y1 < y2 <= h + s):
+        raise DataError(f"{where}: query box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) is empty or "
+                        f"lies outside its {w}x{h} image {path} (expected 0 <= x1 < x2 <= width, "
+                        f"0 <= y1 < y2 <= height); fix the box or restore the image")
+
+
+def _gt_dir(root: Path) -> Path:
+    for name in ("gt", "lab"):
+        if (root / name).is_dir():
+            return root / name
+    raise DataError(f"missing folder {root / 'gt'} (expected <root>/gt/<query>_query.txt, "
+                    f"_good.txt, _ok.txt, _junk.txt: the ground-truth archive, unpacked)")
+
+
+def _names(path: Path, known: set[str]) -> list[str]:
+    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    for n in names:
+        if n not in known and n not in PARIS_CORRUPT:
+            raise DataError(f"{path} lists image {n}, which is not in {path.parent.parent}/jpg/"
+                            f"; restore the image or the ground-truth file")
+    return [n for n in names if n in known]
+
+
+def _indices(names: list[str], row: dict[str, int]) -> np.ndarray:
+    return np.array(sorted(row[n] for n in set(names)), dtype=np.int64)
+
+
+def _load_revisited(root: Path, jpg: set[str]) -> Revisited | None:
+    found = sorted(root.glob("gnd_*.pkl"))
+    if not found:
+        return None
+    if len(found) > 1:
+        names = ", ".join(p.name for p in found)
+        raise DataError(f"{root} holds {len(found)} revisited files ({names}); keep the one "
+                        f"of this set (gnd_roxford5k.pkl or gnd_rparis6k.pkl)")
+    path = found[0]
+    try:
+        with open(path, "rb") as f:
+            cfg = pickle.load(f)
+        images, qimages, gnd = list(cfg["imlist"]), list(cfg["qimlist"]), list(cfg["gnd"])
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError) as e:
+        raise DataError(f"{path} is not a revisited ground truth ({type(e).__name__}: {e}); "
+                        f"expected a dict with imlist, qimlist and gnd") from None
+    if len(gnd) != len(qimages):
+        raise DataError(f"{path}: {len(gnd)} gnd entries for {len(qimages)} qimlist images")
+    for n in images + qimages:
+        if n not in jpg:
+            raise DataError(f"{path} names image {n}, missing from {root / 'jpg'}/; restore "
+                            f"the image")
+    boxes, lists = [], {"easy": [], "hard": [], "junk": []}
+    for q, (name, g) in enumerate(zip(qimages, gnd)):
+        box = np.asarray(g.get("bbx", []), dtype=np.float64).reshape(-1)
+        if box.shape != (4,):
+            raise DataError(f"{path}: query {q} ({name}) has no 4-number bbx")
+        _check_box(box, root / "jpg" / f"{name}.jpg", f"{path} query {q} ({name})")
+        boxes.append(box)
+        for kind, out in lists.items():
+            idx = np.unique(np.asarray(g.get(kind, []), dtype=np.int64).reshape(-1))
+            if idx.size and (idx[0] < 0 or idx[-1] >= len(images)):
+                raise DataError(f"{path}: query {q} ({name}) '{kind}' index {int(idx[-1])} "
+                                f"is outside imlist (0..{len(images) - 1})")
+            out.append(idx)
+    return Revisited(path, images, qimages, np.array(boxes).reshape(-1, 4), lists["easy"],
+                     lists["hard"], lists["junk"])
+
+
+def load_retrieval_set(root: Path) -> RetrievalSet:
+    """Read and check a set in the original layout (and its revisited .pkl where present)."""
+    root = Path(root)
+    jpg_dir = root / "jpg"
+    if not jpg_dir.is_dir():
+        raise DataError(f"missing folder {jpg_dir} (expected <root>/jpg/<image>.jpg and "
+                        f"<root>/gt/<query>_{{query,good,ok,junk}}.txt)")
+    jpg = {e.name[:-4] for e in os.scandir(jpg_dir) if e.name.endswith(".jpg")}
+    if not jpg:
+        raise DataError(f"{jpg_dir} holds no .jpg images")
+    images = sorted(jpg - PARIS_CORRUPT)
+    row = {n: i for i, n in enumerate(images)}
+    gt = _gt_dir(root)
+    present: dict[str, set[str]] = {}
+    for p in os.scandir(gt):
+        if m := _GT_FILE.match(p.name):
+            present.setdefault(m["q"], set()).add(m["kind"])
+    if not present:
+        raise DataError(f"{gt} holds no <query>_query.txt files (nor _good/_ok/_junk)")
+    queries = sorted(present)
+    for q in queries:
+        for kind in GT_KINDS:
+            if kind not in present[q]:
+                raise DataError(f"gt file missing: {gt / f'{q}_{kind}.txt'} (each query needs "
+                                f"_query, _good, _ok and _junk .txt); restore it from the "
+                                f"ground-truth archive or rebuild the set")
+    qimages, boxes, lists = [], [], {"good": [], "ok": [], "junk": []}
+    for q in queries:
+        qfile = gt / f"{q}_query.txt"
+        parts = qfile.read_text().split()
+        if len(parts) != 5:
+            raise DataError(f"{qfile}: expected one line '<image> x1 y1 x2 y2', got "
+                            f"{len(parts)} fields")
+        name = parts[0][5:] if parts[0].startswith("oxc1_") else parts[0]
+        if name not in row:
+            raise DataError(f"query image {name} of {qfile} is missing from the database "
+                            f"({jpg_dir / (name + '.jpg')} not found); restore the image")
+        try:
+            box = np.array([float(v) for v in parts[1:]], dtype=np.float64)
+        except ValueError:
+            raise DataError(f"{qfile}: box '{' '.join(parts[1:])}' is not 4 numbers") from None
+        _check_box(box, jpg_dir / f"{name}.jpg", str(qfile))
+        qimages.append(name)
+        boxes.append(box)
+    for q in queries:            # after every query file: a missing query image is named as such
+        for kind, out in lists.items():
+            out.append(_indices(_names(gt / f"{q}_{kind}.txt", jpg), row))
+    return RetrievalSet(root, images, queries, qimages, np.array(boxes).reshape(-1, 4),
+                        lists["good"], lists["ok"], lists["junk"], _load_revisited(root, jpg))
+
+
+def validate(root: Path) -> ValidationReport:
+    rs = load_retrieval_set(root)
+    splits = {"database": len(rs.images), "query": len(rs.queries)}
+    notes = [f"{sum(len(g) + len(o) for g, o in zip(rs.good, rs.ok))} positives (good + ok)"]
+    if rs.revisited is not None:
+        r = rs.revisited
+        splits.update({"revisited-database": len(r.images),
+                       "revisited-query": len(r.query_images)})
+        notes.append(f"revisited: {r.path.name}")
+    return ValidationReport(root.name, root, splits, notes=notes)
+
+
+def build_retrieval(name: str, data_root: str | None = None) -> RetrievalSet:
+    """A registered retrieval set, found (or, embedded, built) and validated."""
+    spec = get_dataset_spec(name)
+    if name not in MAX_SIDE:
+        raise DataError(f"dataset '{name}' is not a retrieval set; retrieval sets: "
+                        f"{', '.join(sorted(MAX_SIDE))}")
+    path = ensure_root(name, None, data_root)
+    spec.validate(path)
+    return load_retrieval_set(path)
+
+
+SPLITS = ("database", "query", "revisited-database", "revisited-query")
+
+
+def _register(name: str, description: str, check: Callable[[Path], None] | None = None,
+              **kw) -> None:
+    def check_then_validate(root: Path) -> ValidationReport:
+        if check is not None:
+            check(root)
+        return validate(root)
+
+    def build(root: Path, split: str, transform: Callable | None) -> Dataset:
+        return retrieval_images(load_retrieval_set(root), split, MAX_SIDE[name], transform)
+
+    register_dataset(DatasetSpec(name=name, description=description, splits=SPLITS,
+                                 labelled=False, validate=check_then_validate, build=build, **kw))
+
+
+for _name, _what in (("oxford5k", "Oxford5k (oxbuild_images, gt_files_170407)"),
+                     ("paris6k", "Paris6k (paris_1/2 flattened, paris_120310)")):
+    _register(_name, f"{_what}: <root>/jpg/*.jpg and gt/<query>_{{query,good,ok,junk}}.txt, "
+              f"optional revisited gnd_r*.pkl", size="large", native=224, mean=IMAGENET_MEAN,
+              std=IMAGENET_STD, needs_root_hint=f" (holding {_name}/jpg and {_name}/gt)")
+
+
+def _fmnist(name: str, quick: bool) -> Callable[[Path], Path]:
+    def build(target: Path) -> Path:
+        from dcbench.data.retrieval_builder import build_fmnist_retrieval
+
+        return build_fmnist_retrieval(target, name, quick=quick)
+    return build
+
+
+def _current_build(root: Path) -> None:
+    from dcbench.data.retrieval_builder import check_current
+
+    check_current(root)
+
+
+# The embedded sets (dcbench/data/retrieval_builder.py), built on first use; Fashion-MNIST's
+# statistics, as their trunks were trained on them.
+for _base, _src in (("fmnist-oxford", "train"), ("fmnist-paris", "test")):
+    for _name, _quick in ((_base, False), (_base + "-quick", True)):
+        _register(_name, f"embedded instance-retrieval scenes of Fashion-MNIST {_src} items in "
+                  f"the Oxford layout + revisited .pkl (built on first use: dcbench data build "
+                  f"{_base}{' --quick' if _quick else ''})", check=_current_build,
+                  size="small", native=96, mean=(fashion_mnist.MEAN,) * 3,
+                  std=(fashion_mnist.STD,) * 3, builder=_fmnist(_base, _quick),
+                  quick_variant=None if _quick else _base + "-quick")
