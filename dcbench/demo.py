@@ -25,7 +25,7 @@ from dcbench.results import results_dir
 # recipe of earlier releases (about 40 minutes with today's loader).
 FULL: dict[str, Any] = {
     "deepcluster": {"epochs": 3, "reassign": 2},
-    "supervised": {"epochs": 2},
+    "supervised": {"epochs": 1},
     "eval": {"quick": False},
 }
 LONG: dict[str, Any] = {
@@ -43,13 +43,16 @@ QUICK: dict[str, Any] = {
 # every layer) is in --full and in the README's commands: all six VOC runs per checkpoint do
 # not fit the 30 minutes on 2 cores.
 EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7")), ("knn", ("conv5", "fc7")),
-         ("voc-cls", ("fc6-8",)), ("voc-det", ("fc6-8",)), ("voc-seg", ("fc6-8",))]
+         ("voc-cls", ("fc6-8",)), ("voc-det", ("fc6-8",)), ("voc-seg", ("fc6-8",)),
+         ("retrieval-oxford", ("rmac",)), ("retrieval-paris", ("rmac",))]
 FULL_EVALS = [(task, ("fc6-8", "all") if task.startswith("voc-") else settings)
               for task, settings in EVALS]
 # minutes each kind of step takes in the default demo on 2 cores (results/demo.log), for the ETA
-# (voc-det's first run also computes the set's proposals, about 1.5 min)
-WEIGHTS = {"deepcluster": 11.1, "supervised": 3.5, "linear-fmnist": 1.1, "clustering": 0.1,
-           "knn": 0.9, "voc-cls": 0.9, "voc-det": 1.4, "voc-seg": 0.7, "report": 0.3}
+# (voc-det's first run also computes the set's proposals, about 1.5 min; retrieval-paris
+# reuses the features retrieval-oxford extracted)
+WEIGHTS = {"deepcluster": 12.0, "supervised": 1.8, "linear-fmnist": 1.1, "clustering": 0.1,
+           "knn": 0.8, "voc-cls": 0.7, "voc-det": 1.4, "voc-seg": 0.7, "retrieval-oxford": 0.4,
+           "retrieval-paris": 0.1, "report": 0.3}
 
 
 @dataclass

@@ -44,10 +44,13 @@ class RunningTopK:
         self.labels = torch.zeros((n, 0), dtype=torch.long, device=queries.device)
 
     def add(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
-        sims = torch.cat([self.sims, self.queries @ keys.T], dim=1)
-        labs = torch.cat([self.labels, labels.expand(len(self.queries), -1)], dim=1)
-        top = sims.topk(min(self.k, sims.shape[1]), dim=1)
-        self.sims, self.labels = top.values, labs.gather(1, top.indices)
+        """Merge a batch of training rows: its own top k first (only k labels per query are
+        gathered, not a queries x batch label matrix), then the top k of the 2k."""
+        top = (self.queries @ keys.T).topk(min(self.k, len(keys)), dim=1)
+        sims = torch.cat([self.sims, top.values], dim=1)
+        labs = torch.cat([self.labels, labels[top.indices]], dim=1)
+        best = sims.topk(min(self.k, sims.shape[1]), dim=1)
+        self.sims, self.labels = best.values, labs.gather(1, best.indices)
 
 
 def vote(top: RunningTopK, n_classes: int, temperature: float) -> torch.Tensor:

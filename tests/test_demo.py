@@ -42,7 +42,8 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     methods = {r["checkpoint"]["method"] for r in records}
     assert methods == {"deepcluster", "supervised", "random"}
     assert {r["task"] for r in records} == {"linear-fmnist", "clustering", "knn", "voc-cls",
-                                           "voc-det", "voc-seg"}
+                                           "voc-det", "voc-seg", "retrieval-oxford",
+                                           "retrieval-paris"}
     voc = {(r["checkpoint"]["method"], r["task"], r["setting"]) for r in records
            if r["task"].startswith("voc-")}
     assert voc == {(m, t, "fc6-8") for m in methods for t in ("voc-cls", "voc-det", "voc-seg")}
@@ -71,7 +72,7 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     second = demo(clone, tmp_path / "cache")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "already has 2 epochs" in second.stderr
-    assert second.stderr.count("skip ") >= 18
+    assert second.stderr.count("skip ") >= 24
     assert git(clone, "status", "--porcelain") == ""
     again = (results / "records.jsonl").read_text().splitlines()
     assert len(again) == len(records)

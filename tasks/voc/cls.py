@@ -52,8 +52,8 @@ RECIPES: dict[str, dict[str, Any]] = {
             "batch_size": 16, "lr": 0.003, "lr_step": 5_000, "lr_gamma": 0.5,
             "weight_decay": 1e-6, "momentum": 0.9, "clip": 10.0, "scale_min": 0.1,
             "scale_max": 0.5, "test_crops": 10, "evals": 8},
-    "fmnist-voc": {"train_split": "trainval", "test_split": "test", "iterations": 1_000,
-                   "batch_size": 32, "lr": 0.003, "lr_step": 400, "lr_gamma": 0.5,
+    "fmnist-voc": {"train_split": "trainval", "test_split": "test", "iterations": 750,
+                   "batch_size": 32, "lr": 0.003, "lr_step": 300, "lr_gamma": 0.5,
                    "weight_decay": 1e-6, "momentum": 0.9, "clip": 10.0, "scale_min": 0.1,
                    "scale_max": 0.5, "test_crops": 10, "evals": 2},
 }
