@@ -18,7 +18,7 @@ import pandas as pd
 
 from dcbench.report.table import FillCommand
 
-PERCENT_METRICS = {"top1", "top5", "map", "miou", "acc"}
+PERCENT_METRICS = {"top1", "top5", "map", "miou", "acc", "map_easy", "map_medium", "map_hard"}
 METHOD_ORDER = ("supervised", "deepcluster", "random", "random-rgb")
 SPLIT_ORDER = ("test", "val")
 
