@@ -270,3 +270,22 @@ def test_table2_keeps_voc_sets_apart(tmp_path: Path) -> None:
         "dcbench eval --task voc-cls --ckpt random:alexnet:0 --setting all --set dataset=voc2007")
     published = frame[frame["source"].str.startswith("published")]
     assert set(published["VOC set"]) == {"VOC07 (seg: VOC12)"}
+
+
+def test_table5_rows_per_retrieval_set_pair_with_revisited_columns(tmp_path: Path) -> None:
+    """The embedded pair and the real pair never share a cell; revisited Medium/Hard sit
+    beside the original mAP; the published rows stay on the real pair."""
+    write_records(tmp_path, [
+        record("retrieval-oxford", "rmac", "map", 9.0, RANDOM, dataset="fmnist-oxford"),
+        record("retrieval-oxford", "rmac", "map_hard", 1.5, RANDOM, dataset="fmnist-oxford"),
+        record("retrieval-paris", "rmac", "map", 12.0, RANDOM, dataset="fmnist-paris"),
+        record("retrieval-oxford", "rmac", "map", 40.0, RANDOM, dataset="oxford5k")])
+    build_report(str(tmp_path), [], best=False, include_quick=False)
+    frame = read_csv(tmp_path / "tables" / "table5_retrieval.csv")
+    rows = frame[frame["method"] == RANDOM_ROW].set_index("sets")
+    embedded = rows.loc["fmnist-oxford / fmnist-paris"]
+    assert (embedded["Oxford5k"], embedded["Paris6k"]) == ("9.0", "12.0")
+    assert embedded["ROxford Hard"] == "1.5"         # a percentage: one decimal
+    assert rows.loc["Oxford5k / Paris6k", "Oxford5k"] == "40.0"
+    published = frame[frame["source"].str.startswith("published")]
+    assert set(published["sets"]) == {"Oxford5k / Paris6k"}
