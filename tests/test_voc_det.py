@@ -177,3 +177,23 @@ def test_empty_annotation_file_is_refused(voc_quick_root: Path, tmp_path: Path,
     ann = sorted((root / "voc2007" / "VOC2007" / "Annotations").glob("*.xml"))[3]
     ann.write_text("")
     _one_line_exit_2(_run_cli(root, tmp_path, monkeypatch, capsys), ann.name, "not valid XML")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task, overrides", [
+    ("voc-det", ("iterations=2", "images_per_batch=2", "max_test=4", "evals=1")),
+    ("voc-seg", ("iterations=2", "batch_size=2", "max_test=4", "evals=1")),
+])
+def test_released_format_alexnet_runs_at_224_px_scale(task: str, overrides: tuple, tmp_path: Path,
+                                                      voc_quick_root: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from test_checkpoint import write_released_alexnet
+
+    monkeypatch.setenv("DCBENCH_CACHE", str(tmp_path / "cache"))
+    write_released_alexnet(tmp_path / "released.pth")
+    opts = {"task": task, "ckpt": str(tmp_path / "released.pth"), "settings": ("all",),
+            "quick": True, "results": str(tmp_path / "res"), "data_root": str(voc_quick_root),
+            "workers": 0, "overrides": overrides}
+    (r,) = run_eval(opts)
+    assert r.checkpoint["arch"] == "alexnet" and r.extra["n_test"] == 4
+    assert r.extra["size_factor" if task == "voc-det" else "image_scale"] == 7.0

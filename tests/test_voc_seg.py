@@ -51,7 +51,8 @@ def test_score_layer_starts_at_zero_and_fcn_leaves_the_trunk_alone() -> None:
     trunk = build_model("alexnet-small", seed=0)
     fcn = FCN(trunk, 11)
     assert float(fcn.score.weight.detach().abs().sum()) == 0.0 and fcn.align_corners
-    out = fcn.eval()(torch.randn(1, 3, 64, 64))
+    with torch.no_grad():
+        out = fcn.eval()(torch.randn(1, 3, 64, 64))
     assert out.shape == (1, 11, 9, 9) and float(out.abs().sum()) == 0.0   # pool5 8x8 + 1
 
 

@@ -30,19 +30,19 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dcbench.data import build_dataset, get_dataset_spec, make_loader, subset
+from dcbench.data import build_dataset, make_loader, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk
 from dcbench.progress import bar
 
-from ..inputs import QUICK_SUBSET_SEED, QUICK_TEST, QUICK_TRAIN
+from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext, Task, register_task
 from .common import (
     crop_transform,
     freeze_conv,
-    recipe_for,
     reset_fc_and_head,
+    resolve_config,
     train_mode,
 )
 from .metrics import classification_ap, mean_ap
@@ -57,7 +57,6 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "weight_decay": 1e-6, "momentum": 0.9, "clip": 10.0, "scale_min": 0.1,
                    "scale_max": 0.5, "test_crops": 10, "evals": 2},
 }
-QUICK_ITERATIONS = 20
 TEST_BATCH = 128
 
 
@@ -166,25 +165,11 @@ class VOCClassificationTask(Task):
                                "max_train": None, "max_test": None}
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
-        dataset = ctx.options.get("dataset") or self.options["dataset"]
-        if ctx.quick:        # the embedded set's small twin (built in seconds)
-            dataset = get_dataset_spec(dataset).quick_variant or dataset
-        cfg = {"dataset": dataset, **recipe_for(dataset, RECIPES), "max_train": None,
-               "max_test": None}
-        cfg.update({k: v for k, v in ctx.options.items() if v is not None})
-        if ctx.quick:
-            cfg["iterations"] = min(cfg["iterations"], QUICK_ITERATIONS)
-            cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
-            cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
-            cfg["evals"] = min(cfg["evals"], 2)
-        for key in ("iterations", "batch_size", "lr_step", "test_crops", "evals"):
-            if int(cfg[key]) < 1:
-                raise DcbenchError(f"voc-cls option {key} must be at least 1, got {cfg[key]}")
+        cfg = resolve_config(self.name, ctx, self.options["dataset"], RECIPES,
+                             ("iterations", "batch_size", "lr_step", "test_crops", "evals"))
         if not 0 < cfg["scale_min"] <= cfg["scale_max"] <= 1:
             raise DcbenchError(f"voc-cls needs 0 < scale_min <= scale_max <= 1, got "
                                f"{cfg['scale_min']}, {cfg['scale_max']}")
-        if cfg["lr"] <= 0:
-            raise DcbenchError(f"voc-cls option lr must be positive, got {cfg['lr']}")
         return cfg
 
     def data_needed(self, ctx: RunContext) -> tuple[str, ...]:

@@ -17,9 +17,14 @@ from PIL import Image
 from torch import nn
 
 from dcbench.data import get_dataset_spec
+from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 
+from ..inputs import QUICK_TEST, QUICK_TRAIN
+from ..registry import RunContext
+
 EMBEDDED = ("fmnist-voc", "fmnist-voc-quick")
+QUICK_ITERATIONS = 20      # --quick: the same code, this many iterations on the small twin
 
 
 class RandomSquareCrop:
@@ -107,3 +112,28 @@ def recipe_for(dataset: str, recipes: dict[str, dict[str, Any]]) -> dict[str, An
     """The recipe of a dataset: the embedded set (and its quick twin) has its own, real VOC
     years the paper's."""
     return dict(recipes["fmnist-voc" if dataset in EMBEDDED else "voc"])
+
+
+def resolve_config(task: str, ctx: RunContext, default_dataset: str,
+                   recipes: dict[str, dict[str, Any]], at_least_one: tuple[str, ...],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A VOC task's hyperparameters: its dataset's recipe, then the --set options; --quick
+    swaps in the embedded set's small twin and caps iterations, images and evaluations.
+    Counts that must be >= 1 and a positive lr are checked here, before any work."""
+    dataset = ctx.options.get("dataset") or default_dataset
+    if ctx.quick:        # the embedded set's small twin (built in seconds)
+        dataset = get_dataset_spec(dataset).quick_variant or dataset
+    cfg = {"dataset": dataset, **recipe_for(dataset, recipes), "max_train": None,
+           "max_test": None, **(extra or {})}
+    cfg.update({k: v for k, v in ctx.options.items() if v is not None})
+    if ctx.quick:
+        cfg["iterations"] = min(cfg["iterations"], QUICK_ITERATIONS)
+        cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
+        cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
+        cfg["evals"] = min(cfg["evals"], 2)
+    for key in at_least_one:
+        if int(cfg[key]) < 1:
+            raise DcbenchError(f"{task} option {key} must be at least 1, got {cfg[key]}")
+    if cfg["lr"] <= 0:
+        raise DcbenchError(f"{task} option lr must be positive, got {cfg['lr']}")
+    return cfg

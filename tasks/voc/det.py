@@ -40,10 +40,10 @@ from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk
 from dcbench.progress import bar
 
-from ..inputs import QUICK_SUBSET_SEED, QUICK_TEST, QUICK_TRAIN
+from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext, Task, register_task
 from .cls import draw_order
-from .common import EMBEDDED, recipe_for
+from .common import EMBEDDED, resolve_config
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import CONV5_STRIDE, FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
@@ -60,7 +60,6 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "train_max_size": 120, "test_size": 64, "test_max_size": 107,
                    "size_factor": None, "proposals": "opencv", "evals": 2},
 }
-QUICK_ITERATIONS = 20
 TEST_BATCH = 8
 
 
@@ -202,22 +201,9 @@ class VOCDetectionTask(Task):
                                "max_train": None, "max_test": None}
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
-        dataset = ctx.options.get("dataset") or self.options["dataset"]
-        if ctx.quick:        # the embedded set's small twin (built in seconds)
-            dataset = get_dataset_spec(dataset).quick_variant or dataset
-        cfg = {"dataset": dataset, **recipe_for(dataset, RECIPES), "max_train": None,
-               "max_test": None}
-        cfg.update({k: v for k, v in ctx.options.items() if v is not None})
-        if ctx.quick:
-            cfg["iterations"] = min(cfg["iterations"], QUICK_ITERATIONS)
-            cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
-            cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
-            cfg["evals"] = min(cfg["evals"], 2)
-        for key in ("iterations", "images_per_batch", "rois_per_image", "lr_step", "evals"):
-            if int(cfg[key]) < 1:
-                raise DcbenchError(f"voc-det option {key} must be at least 1, got {cfg[key]}")
-        if cfg["lr"] <= 0:
-            raise DcbenchError(f"voc-det option lr must be positive, got {cfg['lr']}")
+        cfg = resolve_config(self.name, ctx, self.options["dataset"], RECIPES,
+                             ("iterations", "images_per_batch", "rois_per_image", "lr_step",
+                              "evals"))
         if cfg["proposals"] not in ("auto", "mat", "opencv"):
             raise DcbenchError(f"voc-det option proposals must be auto (Fast R-CNN's .mat "
                                f"where present, else OpenCV), mat or opencv; got "

@@ -43,10 +43,10 @@ from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk
 from dcbench.progress import bar
 
-from ..inputs import QUICK_SUBSET_SEED, QUICK_TEST, QUICK_TRAIN
+from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext, Task, register_task
 from .cls import draw_order
-from .common import freeze_conv, recipe_for
+from .common import freeze_conv, resolve_config
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
 
@@ -58,7 +58,6 @@ RECIPES: dict[str, dict[str, Any]] = {
                    "batch_size": 16, "lr": 0.02, "loss": "mean", "weight_decay": 5e-4,
                    "momentum": 0.9, "scale": None, "evals": 2},
 }
-QUICK_ITERATIONS = 20
 TEST_BATCH = 16
 VOID = 255
 
@@ -200,22 +199,8 @@ class VOCSegmentationTask(Task):
                                "max_train": None, "max_test": None}
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
-        dataset = ctx.options.get("dataset") or self.options["dataset"]
-        if ctx.quick:        # the embedded set's small twin (built in seconds)
-            dataset = get_dataset_spec(dataset).quick_variant or dataset
-        cfg = {"dataset": dataset, **recipe_for(dataset, RECIPES), "max_train": None,
-               "max_test": None}
-        cfg.update({k: v for k, v in ctx.options.items() if v is not None})
-        if ctx.quick:
-            cfg["iterations"] = min(cfg["iterations"], QUICK_ITERATIONS)
-            cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
-            cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
-            cfg["evals"] = min(cfg["evals"], 2)
-        for key in ("iterations", "batch_size", "evals"):
-            if int(cfg[key]) < 1:
-                raise DcbenchError(f"voc-seg option {key} must be at least 1, got {cfg[key]}")
-        if cfg["lr"] <= 0:
-            raise DcbenchError(f"voc-seg option lr must be positive, got {cfg['lr']}")
+        cfg = resolve_config(self.name, ctx, self.options["dataset"], RECIPES,
+                             ("iterations", "batch_size", "evals"))
         if cfg["loss"] not in ("sum", "mean"):
             raise DcbenchError(f"voc-seg option loss must be 'sum' (FCN: summed over pixels) "
                                f"or 'mean' (over labelled pixels), got {cfg['loss']!r}")
