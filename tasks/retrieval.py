@@ -4,7 +4,9 @@ As DeepCluster's eval_retrieval.py (PROTOCOLS.md, Retrieval): conv5 after its Re
 final max-pool removed, the trunk in eval mode (Sobel if it has one), one image at a time at
 its own size: resized so its longest side is `max_side` (1024 on the real sets; on the
 embedded sets the scenes' 96 px times the trunk's input side / 32, as the VOC tasks scale
-them), queries cropped to their box after the resize. R-MAC regions (L = 3, 40 % overlap),
+them), queries cropped to their box after the resize. `--set scales=1,0.707,0.5` gives
+multi-scale R-MAC (the regions of every scale summed into one vector; default: one scale,
+as DeepCluster). R-MAC regions (L = 3, 40 % overlap),
 each max-pooled (or GeM) and L2-normalised, PCA-whitened to `pca_dim` dims learned on the
 regional vectors of at most `whiten_images` database images of the OTHER set (Paris for
 Oxford and the reverse), L2, summed, L2; ranking by dot product (dcbench/retrieval/).
@@ -129,6 +131,12 @@ class RetrievalTask(Task):
             if int(cfg[key]) < 1:
                 raise DcbenchError(f"{self.name} option {key} must be at least 1, got "
                                    f"{cfg[key]}")
+        v = cfg["scales"]
+        cfg["scales"] = tuple(float(x) for x in (v if isinstance(v, (list, tuple))
+                                                 else str(v).split(",")))
+        if not cfg["scales"] or min(cfg["scales"]) <= 0 or max(cfg["scales"]) > 4:
+            raise DcbenchError(f"{self.name}: scales are factors of max_side in (0, 4], e.g. "
+                               f"--set scales=1,0.707,0.5 (multi-scale R-MAC); got {v}")
         if not 0 <= float(cfg["overlap"]) < 1:
             raise DcbenchError(f"{self.name}: overlap must be in [0, 1), got {cfg['overlap']}")
         return cfg
@@ -144,17 +152,28 @@ class RetrievalTask(Task):
         scale = trunk.INPUT_SIZE / EMBEDDED_SIDE if get_dataset_spec(ds).size == "small" else 1
         side = int(cfg["max_side"] or round(MAX_SIDE[ds] * scale))
 
-        def images(rs: RetrievalSet, name: str, split: str):
+        def images(rs: RetrievalSet, name: str, split: str, at: int):
             spec = get_dataset_spec(name)
             tf = T.Compose([T.ToTensor(), T.Normalize(spec.mean, spec.std)])
-            return retrieval_images(rs, split, side, tf)
+            return retrieval_images(rs, split, at, tf)
 
         digest = fingerprint(model)
+        sides = [max(1, round(side * f)) for f in cfg["scales"]]
 
         def regions(rs: RetrievalSet, name: str, split: str, limit: int | None = None):
-            data = subset(images(rs, name, split), limit, QUICK_SUBSET_SEED)
-            return cached_regions(model, data, (digest, str(rs.root), split, side, len(data)),
-                                  cfg, ctx, f"R-MAC {name} {split}")
+            """Regional vectors per image, the regions of every scale together (multi-scale
+            R-MAC sums them all); None where an image could not be read."""
+            per_scale, skipped = [], 0
+            for at in sides:
+                data = subset(images(rs, name, split, at), limit, QUICK_SUBSET_SEED)
+                got, n = cached_regions(model, data, (digest, str(rs.root), split, at,
+                                                      len(data)), cfg, ctx,
+                                        f"R-MAC {name} {split} {at}px")
+                per_scale.append(got)
+                skipped = max(skipped, n)
+            merged = [None if any(r is None for r in rs_) else torch.cat(rs_)
+                      for rs_ in zip(*per_scale)]
+            return merged, skipped
 
         rs_other = build_retrieval(other, ctx.data_root)
         regional, skipped_w = regions(rs_other, other, "database", cfg["whiten_images"])
@@ -175,7 +194,7 @@ class RetrievalTask(Task):
             "protocol": {"map": "original (good+ok positive, junk ignored, queries in the "
                                 "database)"},
             "n_database": len(rs.images), "n_queries": len(rs.query_images),
-            "max_side": side, "whitened_on": other, "whiten_images": whiten_count,
+            "max_side": side, "sides": sides, "whitened_on": other, "whiten_images": whiten_count,
             "pca_dim": int(whitening.proj.shape[1]),
             "skipped": {"whitening": skipped_w, "database": skipped_db, "queries": skipped_q}}
         if rs.revisited is not None:
@@ -203,7 +222,7 @@ class RetrievalTask(Task):
 
 
 _OPTIONS = {"levels": 3, "overlap": 0.4, "pool": "max", "pca_dim": 512, "whiten_images": 10_000,
-            "max_side": None, "whiten_on": None}
+            "max_side": None, "whiten_on": None, "scales": (1.0,)}
 
 
 @register_task("retrieval-oxford", settings=("rmac",),

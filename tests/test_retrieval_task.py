@@ -84,3 +84,17 @@ def test_missing_ground_truth_file_exits_2_with_one_line(retrieval_root: Path, t
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert exit_.value.code == 2 and len(err) == 1 and gt.name in err[0]
     assert not (tmp_path / "res" / "records.jsonl").exists()
+
+
+def test_multi_scale_sums_the_regions_of_every_scale(retrieval_root: Path) -> None:
+    task = get_task("retrieval-oxford")
+    trunk = build_model("alexnet-small", seed=0)
+    ctx = RunContext(device=torch.device("cpu"), data_root=str(retrieval_root), quick=True,
+                     workers=0, options={"scales": "1,0.5", "whiten_images": 30})
+    (multi, *_) = task.run(trunk, ["rmac"], ctx)
+    assert multi.extra["sides"] == [96, 48] and multi.metric == "map"
+    ctx.options = {"whiten_images": 30}
+    (single, *_) = task.run(trunk, ["rmac"], ctx)
+    assert single.extra["sides"] == [96] and single.value != multi.value
+    with pytest.raises(DcbenchError, match="scales are factors"):
+        task.config(RunContext(device=torch.device("cpu"), options={"scales": "0"}))
