@@ -19,9 +19,7 @@ place only when complete.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from PIL import Image
 from dcbench.data import voc_scenes as vs
 from dcbench.data.fashion_mnist import FILES, read_idx
 from dcbench.data.registry import resolve_root
-from dcbench.data.voc_builder import _is_build
+from dcbench.data.voc_builder import publish_build, reuse_build
 from dcbench.data.voc_scenes import FMNIST_VOC_CLASSES, OBJECT_LEVEL, Pool
 from dcbench.errors import DataError
 from dcbench.progress import progress
@@ -292,29 +290,10 @@ def build_fmnist_retrieval(target: Path, name: str, fmnist_root: Path | None = N
     out = Path(target)
     info = {"name": name, "seed": seed, "quick": quick, "source": SETS[name][0],
             "sizes": SIZES["quick" if quick else "full"], "builder_version": BUILDER_VERSION}
-    if out.exists():
-        if _is_build(out, info):
-            return out
-        raise DataError(f"{out} exists but is not a complete {name} build "
-                        f"({'quick' if quick else 'full'}, seed {seed}); remove it or pick "
-                        f"another output folder")
+    if reuse_build(out, info, f"{name} build ({'quick' if quick else 'full'}, seed {seed})"):
+        return out
     s = _source(resolve_root("fashion-mnist", fmnist_root), SETS[name][0],
                 info["sizes"]["instances"],
                 np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,))))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
-        _write(tmp, name, seed, info["sizes"], s, show_progress)
-        (tmp / "BUILD_INFO.json").write_text(json.dumps(info, indent=2) + "\n")
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if not _is_build(out, info):
-                raise DataError(f"cannot move the finished build to {out} (it appeared "
-                                f"meanwhile); remove it and build again") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
+    return publish_build(out, info,
+                         lambda tmp: _write(tmp, name, seed, info["sizes"], s, show_progress))

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -174,18 +175,33 @@ def build_fmnist_voc(out: Path, fmnist_root: str | Path | None = None, *, quick:
     out = Path(out)
     info = _build_info(seed, quick)
     mode = "quick" if quick else "full"
-    if out.exists():
-        if _is_build(out, info):
-            return out
-        raise DataError(f"{out} exists but is not a complete {NAME} build ({mode}, seed "
-                        f"{seed}); remove it or pick another output folder")
+    if reuse_build(out, info, f"{NAME} build ({mode}, seed {seed})"):
+        return out
     pools = _pools(resolve_root("fashion-mnist", fmnist_root), seed)
+    return publish_build(out, info,
+                         lambda tmp: _write_tree(tmp, pools, seed, info["sizes"], show_progress))
+
+
+def reuse_build(out: Path, info: dict, what: str) -> bool:
+    """True if `out` already holds a complete build made with `info`; a DataError if
+    something else is there; False if nothing is."""
+    if not out.exists():
+        return False
+    if _is_build(out, info):
+        return True
+    raise DataError(f"{out} exists but is not a complete {what}; remove it or pick another "
+                    f"output folder")
+
+
+def publish_build(out: Path, info: dict, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp)` into a hidden sibling of `out`, add BUILD_INFO.json, and rename it
+    into place only when complete, so an interrupted build never leaves a half set."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
     try:
-        _write_tree(tmp, pools, seed, info["sizes"], show_progress)
+        write(tmp)
         (tmp / "BUILD_INFO.json").write_text(json.dumps(info, indent=2) + "\n")
         try:
             os.rename(tmp, out)

@@ -137,3 +137,16 @@ def resolve_config(task: str, ctx: RunContext, default_dataset: str,
     if cfg["lr"] <= 0:
         raise DcbenchError(f"{task} option lr must be positive, got {cfg['lr']}")
     return cfg
+
+
+def pad_stack(tensors: list[torch.Tensor], fill: float, dtype: torch.dtype | None = None
+              ) -> torch.Tensor:
+    """Stack tensors that differ in their last two sizes (H, W), padded at the bottom and
+    right with `fill` to the largest: the batches of the full-size VOC tasks."""
+    h = max(t.shape[-2] for t in tensors)
+    w = max(t.shape[-1] for t in tensors)
+    out = torch.full((len(tensors), *tensors[0].shape[:-2], h, w), fill,
+                     dtype=dtype or tensors[0].dtype)
+    for j, t in enumerate(tensors):
+        out[j, ..., :t.shape[-2], :t.shape[-1]] = t
+    return out

@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from dcbench.data.voc import VOCDetection
 
+from .common import pad_stack
 from .fast_rcnn import to_extent
 
 
@@ -94,10 +95,6 @@ def detection_collate(items: list) -> tuple:
     skipped = len(items) - len(kept)
     if not kept:
         return None, None, None, skipped
-    h = max(b[0].shape[1] for b in kept)
-    w = max(b[0].shape[2] for b in kept)
-    images = torch.zeros(len(kept), kept[0][0].shape[0], h, w)
-    for j, (img, _, _) in enumerate(kept):
-        images[j, :, :img.shape[1], :img.shape[2]] = img
+    images = pad_stack([b[0] for b in kept], 0.0)
     indices = torch.tensor([b[2] for b in kept], dtype=torch.long)
     return images, [b[1] for b in kept], indices, skipped

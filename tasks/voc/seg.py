@@ -46,7 +46,7 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext, Task, register_task
 from .cls import draw_order
-from .common import freeze_conv, resolve_config
+from .common import freeze_conv, pad_stack, resolve_config
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
 
@@ -94,17 +94,10 @@ def pad_collate(items: list) -> tuple:
     skipped = len(items) - len(kept)
     if not kept:
         return None, None, None, skipped
-    ih = max(b[0].shape[1] for b in kept)
-    iw = max(b[0].shape[2] for b in kept)
-    mh = max(b[1].shape[0] for b in kept)
-    mw = max(b[1].shape[1] for b in kept)
-    images = torch.zeros(len(kept), kept[0][0].shape[0], ih, iw)
-    masks = torch.full((len(kept), mh, mw), VOID, dtype=torch.long)
-    sizes = []
-    for j, (img, mask, _) in enumerate(kept):
-        images[j, :, :img.shape[1], :img.shape[2]] = img
-        masks[j, :mask.shape[0], :mask.shape[1]] = mask
-        sizes.append((img.shape[1], img.shape[2], mask.shape[0], mask.shape[1]))
+    images = pad_stack([b[0] for b in kept], 0.0)
+    masks = pad_stack([b[1] for b in kept], VOID, torch.long)
+    sizes = [(img.shape[1], img.shape[2], mask.shape[0], mask.shape[1])
+             for img, mask, _ in kept]
     indices = torch.tensor([b[2] for b in kept], dtype=torch.long)
     return images, (masks, sizes), indices, skipped
 
