@@ -37,12 +37,12 @@ from dcbench.models import Trunk
 from dcbench.progress import bar
 
 from ..inputs import QUICK_SUBSET_SEED
-from ..registry import Measurement, RunContext, Task, register_task
+from ..registry import Measurement, RunContext, register_task
 from .common import (
+    VOCTask,
     crop_transform,
     freeze_conv,
     reset_fc_and_head,
-    resolve_config,
     train_mode,
 )
 from .metrics import classification_ap, mean_ap
@@ -155,25 +155,19 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
 
 
 @register_task("voc-cls", settings=("fc6-8", "all"), datasets=("fmnist-voc", "voc2007", "voc2012"))
-class VOCClassificationTask(Task):
+class VOCClassificationTask(VOCTask):
     """Multi-label VOC classification, FC6-8 (conv frozen incl. BN) or ALL trained."""
 
     description = ("PASCAL VOC classification mAP (FC6-8 / ALL), eval_voc_classif.py protocol; "
                    "options left None take the dataset's recipe (voc or fmnist-voc)")
-    frozen = True        # it trains a copy: the trunk it was given must come back unchanged
-    options: dict[str, Any] = {"dataset": "fmnist-voc", **{k: None for k in RECIPES["voc"]},
-                               "max_train": None, "max_test": None}
+    recipes = RECIPES
+    counts = ("iterations", "batch_size", "lr_step", "test_crops", "evals")
+    options = VOCTask.recipe_options(RECIPES)
 
-    def config(self, ctx: RunContext) -> dict[str, Any]:
-        cfg = resolve_config(self.name, ctx, self.options["dataset"], RECIPES,
-                             ("iterations", "batch_size", "lr_step", "test_crops", "evals"))
+    def check_options(self, cfg: dict[str, Any]) -> None:
         if not 0 < cfg["scale_min"] <= cfg["scale_max"] <= 1:
             raise DcbenchError(f"voc-cls needs 0 < scale_min <= scale_max <= 1, got "
                                f"{cfg['scale_min']}, {cfg['scale_max']}")
-        return cfg
-
-    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
-        return (self.config(ctx)["dataset"],)
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         cfg = self.config(ctx)

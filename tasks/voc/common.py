@@ -21,7 +21,7 @@ from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 
 from ..inputs import QUICK_TEST, QUICK_TRAIN
-from ..registry import RunContext
+from ..registry import RunContext, Task
 
 EMBEDDED = ("fmnist-voc", "fmnist-voc-quick")
 QUICK_ITERATIONS = 20      # --quick: the same code, this many iterations on the small twin
@@ -150,3 +150,30 @@ def pad_stack(tensors: list[torch.Tensor], fill: float, dtype: torch.dtype | Non
     for j, t in enumerate(tensors):
         out[j, ..., :t.shape[-2], :t.shape[-1]] = t
     return out
+
+
+class VOCTask(Task):
+    """What the three VOC tasks share: they train a copy (the trunk must come back
+    unchanged), their options are the recipe's keys (None: the dataset's recipe), and their
+    config is `resolve_config` plus the task's own checks (`check_options`)."""
+
+    frozen = True
+    recipes: dict[str, dict[str, Any]] = {}
+    counts: tuple[str, ...] = ()        # options that must be at least 1
+
+    @classmethod
+    def recipe_options(cls, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {"dataset": "fmnist-voc", **{k: None for k in recipes["voc"]},
+                "max_train": None, "max_test": None}
+
+    def config(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = resolve_config(self.name, ctx, self.options["dataset"], self.recipes,
+                             self.counts)
+        self.check_options(cfg)
+        return cfg
+
+    def check_options(self, cfg: dict[str, Any]) -> None:
+        """Refuse task-specific bad values (may normalise them in place)."""
+
+    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
+        return (self.config(ctx)["dataset"],)

@@ -41,9 +41,9 @@ from dcbench.models import Trunk
 from dcbench.progress import bar
 
 from ..inputs import QUICK_SUBSET_SEED
-from ..registry import Measurement, RunContext, Task, register_task
+from ..registry import Measurement, RunContext, register_task
 from .cls import draw_order
-from .common import EMBEDDED, resolve_config
+from .common import EMBEDDED, VOCTask
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import CONV5_STRIDE, FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
@@ -191,19 +191,16 @@ def restrict(data, max_images: int | None):
 
 
 @register_task("voc-det", settings=("fc6-8", "all"), datasets=("fmnist-voc", "voc2007", "voc2012"))
-class VOCDetectionTask(Task):
+class VOCDetectionTask(VOCTask):
     """VOC detection mAP@0.5, Fast R-CNN on FC6-8 (conv frozen incl. BN) or ALL trained."""
 
     description = ("PASCAL VOC detection mAP (FC6-8 / ALL), Fast R-CNN on selective search; "
                    "options left None take the dataset's recipe (voc or fmnist-voc)")
-    frozen = True        # it trains a copy: the trunk it was given must come back unchanged
-    options: dict[str, Any] = {"dataset": "fmnist-voc", **{k: None for k in RECIPES["voc"]},
-                               "max_train": None, "max_test": None}
+    recipes = RECIPES
+    counts = ("iterations", "images_per_batch", "rois_per_image", "lr_step", "evals")
+    options = VOCTask.recipe_options(RECIPES)
 
-    def config(self, ctx: RunContext) -> dict[str, Any]:
-        cfg = resolve_config(self.name, ctx, self.options["dataset"], RECIPES,
-                             ("iterations", "images_per_batch", "rois_per_image", "lr_step",
-                              "evals"))
+    def check_options(self, cfg: dict[str, Any]) -> None:
         if cfg["proposals"] not in ("auto", "mat", "opencv"):
             raise DcbenchError(f"voc-det option proposals must be auto (Fast R-CNN's .mat "
                                f"where present, else OpenCV), mat or opencv; got "
@@ -214,10 +211,6 @@ class VOCDetectionTask(Task):
         if min(cfg["train_sizes"]) <= 0 or cfg["test_size"] <= 0:
             raise DcbenchError("voc-det sizes must be positive shorter-side lengths in pixels, "
                                "e.g. --set train_sizes=480,576,688")
-        return cfg
-
-    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
-        return (self.config(ctx)["dataset"],)
 
     def check(self, trunk: Trunk, ctx: RunContext) -> None:
         if trunk.ARCH not in CONV5_STRIDE:

@@ -44,9 +44,9 @@ from dcbench.models import Trunk
 from dcbench.progress import bar
 
 from ..inputs import QUICK_SUBSET_SEED
-from ..registry import Measurement, RunContext, Task, register_task
+from ..registry import Measurement, RunContext, register_task
 from .cls import draw_order
-from .common import freeze_conv, pad_stack, resolve_config
+from .common import VOCTask, freeze_conv, pad_stack
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
 
@@ -182,27 +182,21 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
 
 
 @register_task("voc-seg", settings=("fc6-8", "all"), datasets=("fmnist-voc", "voc2007", "voc2012"))
-class VOCSegmentationTask(Task):
+class VOCSegmentationTask(VOCTask):
     """VOC semantic segmentation mIoU, FCN on FC6-8 (conv frozen incl. BN) or ALL trained."""
 
     description = ("PASCAL VOC segmentation mIoU (FC6-8 / ALL), FCN-AlexNet protocol; options "
                    "left None take the dataset's recipe (voc or fmnist-voc)")
-    frozen = True        # it trains a copy: the trunk it was given must come back unchanged
-    options: dict[str, Any] = {"dataset": "fmnist-voc", **{k: None for k in RECIPES["voc"]},
-                               "max_train": None, "max_test": None}
+    recipes = RECIPES
+    counts = ("iterations", "batch_size", "evals")
+    options = VOCTask.recipe_options(RECIPES)
 
-    def config(self, ctx: RunContext) -> dict[str, Any]:
-        cfg = resolve_config(self.name, ctx, self.options["dataset"], RECIPES,
-                             ("iterations", "batch_size", "evals"))
+    def check_options(self, cfg: dict[str, Any]) -> None:
         if cfg["loss"] not in ("sum", "mean"):
             raise DcbenchError(f"voc-seg option loss must be 'sum' (FCN: summed over pixels) "
                                f"or 'mean' (over labelled pixels), got {cfg['loss']!r}")
         if cfg["scale"] is not None and not 0 < float(cfg["scale"]) <= 16:
             raise DcbenchError(f"voc-seg option scale must be in (0, 16], got {cfg['scale']}")
-        return cfg
-
-    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
-        return (self.config(ctx)["dataset"],)
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         cfg = self.config(ctx)
