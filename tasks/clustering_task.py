@@ -52,6 +52,7 @@ class Clustering(OnLabelledDataset):
     description = "k-means (k = classes) on a layer's features: NMI, ACC, ARI vs labels"
     default_settings = ("conv5", "fc7")   # the last conv (Table 1) and what DeepCluster clusters
     frozen = True
+    eval_only = True
     options: dict[str, Any] = {
         "dataset": "fashion-mnist", "split": None, "k": None, "pca_dim": 256, "niter": 20,
         "max_images": None,

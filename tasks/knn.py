@@ -67,6 +67,7 @@ class KNN(OnLabelledDataset):
     description = "weighted k-NN accuracy (k 20, T 0.07) of a layer's features"
     default_settings = ("conv5", "fc7")
     frozen = True
+    eval_only = True
     options: dict[str, Any] = {
         "dataset": "fashion-mnist", "k": 20, "temperature": 0.07, "max_train": None,
         "max_test": None,

@@ -223,6 +223,7 @@ class LinearProbe(Task):
     options: dict[str, Any] = PAPER_RECIPE
     default_settings = LAYERS
     frozen = True
+    eval_only = True
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
         cfg = {**self.options, **ctx.options}

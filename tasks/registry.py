@@ -58,6 +58,7 @@ class Task:
     datasets: tuple[str, ...] = ()
     description: str = ""
     frozen: bool = True             # the trunk must be bit-identical after the run
+    eval_only: bool = False         # only eval-mode forwards: it gets a BN-folded copy
     default_settings: tuple[str, ...] | None = None   # what `--setting` defaults to
     options: dict[str, Any] = {}    # the `--set KEY=VALUE` options and their defaults
 

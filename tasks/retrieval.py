@@ -108,6 +108,7 @@ class RetrievalTask(Task):
     """Instance retrieval mAP with R-MAC; one setting, `rmac`."""
 
     frozen = True
+    eval_only = True
     default_dataset = ""
     options: dict[str, Any] = {}
 

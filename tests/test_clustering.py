@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dcbench.clustering import metrics
-from dcbench.clustering.kmeans import kmeans, reseed_empty
+from dcbench.clustering.kmeans import CentroidIndex, _means, kmeans, reseed_empty
 from dcbench.clustering.pca import Moments, PCAWhitening, pca_whiten_l2
 from dcbench.clustering.pic import pic
 from dcbench.clustering.sampler import released, uniform_over_clusters
@@ -90,6 +90,40 @@ def test_kmeans_is_deterministic_for_a_seed_and_refuses_k_above_n():
     assert np.array_equal(a.assignment, b.assignment)
     with pytest.raises(DcbenchError, match="more than the 500 points"):
         kmeans(x, 501)
+
+
+def plain_lloyd(x: np.ndarray, k: int, niter: int, seed: int):
+    """The same Lloyd loop without the fixed-point stop: every one of `niter` iterations."""
+    rng = np.random.default_rng(seed)
+    centroids = x[rng.choice(len(x), size=k, replace=False)].copy()
+    index = CentroidIndex(x.shape[1], False)
+    for _ in range(niter):
+        _, assign = index.nearest(x, centroids)
+        centroids = _means(x, assign, k, centroids)
+        reseed_empty(x, assign, centroids, rng)
+    _, assign = index.nearest(x, centroids)
+    reseed_empty(x, assign, centroids, rng)
+    return assign, centroids
+
+
+def test_kmeans_stops_at_a_fixed_point_with_the_bits_of_the_full_run():
+    x, _ = blobs(2000, 8, 6, seed=4, spread=6.0)
+    result = kmeans(x, 8, niter=40, seed=2)
+    assert len(result.losses) < 40                 # it did stop early
+    assign, centroids = plain_lloyd(x, 8, 40, seed=2)
+    assert np.array_equal(result.assignment, assign)
+    assert np.array_equal(result.centroids, centroids)
+
+
+def test_means_sum_in_float32_close_to_float64_and_keep_empty_centroids():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3000, 7)).astype(np.float32) + 100.0   # a large offset
+    assign = rng.integers(0, 4, 3000)                               # cluster 4 stays empty
+    old = np.full((5, 7), -1.0, np.float32)
+    got = _means(x, assign, 5, old)
+    want = np.stack([x[assign == j].astype(np.float64).mean(0) for j in range(4)])
+    np.testing.assert_allclose(got[:4], want, rtol=0, atol=1e-3)
+    assert (got[4] == -1.0).all()
 
 
 def test_pic_finds_the_blobs_and_assigns_every_point():

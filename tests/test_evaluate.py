@@ -55,6 +55,10 @@ class BumpsBatchNorm(Constant):
         return super().run(trunk, settings, ctx)
 
 
+class EvalOnlyBumpsBatchNorm(BumpsBatchNorm):
+    eval_only = True
+
+
 class NudgesAWeight(Constant):
     def run(self, trunk, settings, ctx):
         with torch.no_grad():
@@ -80,8 +84,12 @@ def toy_tasks() -> Iterator[None]:
     tasks.register_task("toy-bumps-bn", settings=("a",))(BumpsBatchNorm)
     tasks.register_task("toy-nudges", settings=("a",))(NudgesAWeight)
     tasks.register_task("toy-fine-tunes", settings=("a",))(FineTunes)
+    tasks.register_task("toy-eval-only-bumps-bn", settings=("a",))(EvalOnlyBumpsBatchNorm)
+    tasks.register_task("toy-eval-only-nudges", settings=("a",))(
+        type("EvalOnlyNudges", (NudgesAWeight,), {"eval_only": True}))
     yield
-    for name in ("toy-constant", "toy-bumps-bn", "toy-nudges", "toy-fine-tunes"):
+    for name in ("toy-constant", "toy-bumps-bn", "toy-nudges", "toy-fine-tunes",
+                 "toy-eval-only-bumps-bn", "toy-eval-only-nudges"):
         tasks.TASKS.pop(name, None)
 
 
@@ -140,10 +148,15 @@ def test_seeds_writes_one_record_per_seed(tmp_path: Path, toy_tasks: None) -> No
     assert len(read_records(records_path(tmp_path))) == 2
 
 
-@pytest.mark.parametrize("task", ["toy-bumps-bn", "toy-nudges"])
+@pytest.mark.parametrize(("task", "message"), [
+    ("toy-bumps-bn", "changed the frozen trunk"),
+    ("toy-nudges", "changed the frozen trunk"),
+    ("toy-eval-only-bumps-bn", "switched its trunk to train mode"),   # it gets a BN-folded copy
+    ("toy-eval-only-nudges", "changed the frozen trunk"),
+])
 def test_frozen_trunk_check_catches_a_task_that_changes_it(tmp_path: Path, toy_tasks: None,
-                                                           task: str) -> None:
-    with pytest.raises(DcbenchError, match="changed the frozen trunk"):
+                                                           task: str, message: str) -> None:
+    with pytest.raises(DcbenchError, match=message):
         run_eval(opts(task, tmp_path))
     assert not records_path(tmp_path).exists()
 

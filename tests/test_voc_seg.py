@@ -3,6 +3,7 @@ masks, the padding collate, the frozen setting, and a quick run on the embedded 
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import torch
 from dcbench.errors import DcbenchError
 from dcbench.evaluate import run_eval
 from dcbench.models import build_model
+from dcbench.models.fold_bn import fold_into
 from dcbench.tasks import RunContext, get_task
 from dcbench.tasks.voc.fcn import FCN, conv5_shape, linear_to_conv
 from dcbench.tasks.voc.metrics import confusion_matrix, segmentation_scores
@@ -125,8 +127,10 @@ def test_fc6_8_keeps_conv_and_bn_buffers_and_trains_the_head(voc_quick_root: Pat
     res = train_and_measure(trunk, "fc6-8", train, test, cfg, ctx)
     assert all(torch.equal(before[k], v) for k, v in trunk.state_dict().items())
     model = res["model"]
-    after = model.features.state_dict()
-    assert all(torch.equal(trunk.features.state_dict()[k], after[k]) for k in after)
+    after = model.features.state_dict()             # the frozen convs, BN folded in
+    folded = fold_into(copy.deepcopy(trunk)).features.state_dict()
+    assert folded.keys() == after.keys() and "1.running_mean" not in after
+    assert all(torch.equal(folded[k], after[k]) for k in after)
     assert float(model.score.weight.detach().abs().sum()) > 0       # the head learned
     assert [h["iteration"] for h in res["history"]] == [2, 4]
     assert res["classes"][0] == "background" and len(res["classes"]) == 11

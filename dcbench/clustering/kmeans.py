@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import faiss
 import numpy as np
-from scipy import sparse
+import torch
 
 from dcbench.errors import DcbenchError
 from dcbench.progress import bar
@@ -26,7 +26,8 @@ class KMeansResult:
     centroids: np.ndarray           # (k, d) float32
     loss: float                     # sum of squared distances at the final assignment
     empty_reseeded: int             # how many times an empty cluster was re-seeded
-    losses: list[float]
+    losses: list[float]             # the objective at each iteration's assignment (fewer than
+                                    # niter entries when the assignment stopped changing)
 
 
 def gpu_available() -> bool:
@@ -56,13 +57,14 @@ class CentroidIndex:
 
 
 def _means(x: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.ndarray:
-    """Cluster means, summed in float64 in row order (a sparse one-hot product: the same bits
-    as a row-by-row index_add, half its time); an empty cluster keeps its old centroid."""
-    n = len(x)
-    onehot = sparse.csr_matrix((np.ones(n), (assign, np.arange(n))), shape=(k, n))
-    sums = onehot @ x.astype(np.float64)
-    counts = np.bincount(assign, minlength=k).astype(np.float64)
-    means = (sums / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+    """Cluster means; an empty cluster keeps its old centroid. The sums are float32 rows added
+    in row order (torch's index_add_ on CPU is a serial loop over rows, so the bits do not
+    depend on the thread count): 6x faster than a float64 one-hot product, whose conversion
+    of the rows each iteration cost more than faiss's search (bench/bench_kmeans.py)."""
+    sums = torch.zeros(k, x.shape[1], dtype=torch.float32)
+    sums.index_add_(0, torch.from_numpy(assign), torch.from_numpy(x))
+    counts = np.bincount(assign, minlength=k)
+    means = sums.numpy() / np.maximum(counts, 1).astype(np.float32)[:, None]
     means[counts == 0] = old[counts == 0]
     return means
 
@@ -109,14 +111,24 @@ def kmeans(x: np.ndarray, k: int, niter: int = 20, seed: int = 0,
     assign = np.zeros(n, np.int64)
     index = CentroidIndex(x.shape[1], use_gpu)
     progress = bar(f"k-means (k={k})", total=niter, unit="iter")
+    previous = None
     for _ in range(niter):
         dist, assign = index.nearest(x, centroids)
         losses.append(float(dist.sum()))
+        if previous is not None and np.array_equal(assign, previous):
+            # A fixed point: the same assignment gives the same means (summed in the same
+            # order), so every later iteration would repeat this one. Stopping changes no bit
+            # of the result (faiss.Kmeans stops here too: "objective did not change").
+            break
         centroids = _means(x, assign, k, centroids)
-        reseeded += reseed_empty(x, assign, centroids, rng)
+        n_new = reseed_empty(x, assign, centroids, rng)
+        reseeded += n_new
+        previous = None if n_new else assign
         progress.update(1)
+    else:
+        dist, assign = index.nearest(x, centroids)
+        reseeded += reseed_empty(x, assign, centroids, rng)
+    progress.update(niter - progress.n)     # a fixed point ends the bar early
     progress.close()
-    dist, assign = index.nearest(x, centroids)
-    reseeded += reseed_empty(x, assign, centroids, rng)
     final = float(((x - centroids[assign]) ** 2).sum())
     return KMeansResult(assign, centroids, final, reseeded, losses)

@@ -26,6 +26,7 @@ from dcbench.clustering.pic import pic
 from dcbench.data import make_loader
 from dcbench.extract import iter_taps
 from dcbench.models import Trunk
+from dcbench.models.fold_bn import folded_copy
 
 FEATURE_TAP = "fc7_pre"
 
@@ -40,10 +41,11 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
     sample, rest = order[:pca_sample], order[pca_sample:]
     mine = slice(dist.rank(), None, dist.world_size())
     per_rank = max(1, batch_size // dist.world_size())
+    frozen = folded_copy(trunk)     # BatchNorm folded into the convs: same features, faster
 
     def batches(indices: np.ndarray, desc: str):
         loader = make_loader(dataset, per_rank, sampler=indices[mine].tolist(), workers=workers)
-        for idx, _, feats, _ in iter_taps(trunk, loader, [FEATURE_TAP], device, desc=desc):
+        for idx, _, feats, _ in iter_taps(frozen, loader, [FEATURE_TAP], device, desc=desc):
             if len(idx):
                 yield idx, feats[FEATURE_TAP]
 

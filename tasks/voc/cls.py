@@ -23,7 +23,6 @@ protocol, so it is an optimistic number, kept beside the final one and never ins
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -44,6 +43,7 @@ from .common import (
     freeze_conv,
     reset_fc_and_head,
     train_mode,
+    trunk_copy,
 )
 from .metrics import classification_ap, mean_ap
 
@@ -107,7 +107,7 @@ def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
 def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
                    ctx: RunContext) -> dict[str, Any]:
     """Train a copy of the trunk on `train` in `setting`; the test mAP at each evaluation."""
-    model = copy.deepcopy(trunk)
+    model = trunk_copy(trunk, setting)
     n_classes = len(train.classes)
     reset_fc_and_head(model, n_classes)
     model = prepare(model, ctx.device)

@@ -8,6 +8,7 @@ serves every arch (fmnist-voc scenes are 72-96 px; a 224 px trunk sees them upsa
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -19,6 +20,7 @@ from torch import nn
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
+from dcbench.models.fold_bn import fold_into
 
 from ..inputs import QUICK_TEST, QUICK_TRAIN
 from ..registry import RunContext, Task
@@ -99,6 +101,13 @@ def freeze_conv(trunk: Trunk, frozen: bool) -> list[nn.Parameter]:
         p.requires_grad = not frozen
     return [p for name, p in trunk.named_parameters()
             if p.requires_grad and not name.startswith("sobel.")]
+
+
+def trunk_copy(trunk: Trunk, setting: str) -> Trunk:
+    """The copy a VOC run trains; at fc6-8 its frozen conv layers have BatchNorm folded in
+    (the same outputs as eval-mode BN, which fc6-8 keeps: faster, bench/bench_fold_bn.py)."""
+    model = copy.deepcopy(trunk)
+    return fold_into(model) if setting == "fc6-8" else model
 
 
 def train_mode(trunk: Trunk) -> None:

@@ -43,7 +43,7 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext, register_task
 from .cls import draw_order
-from .common import EMBEDDED, VOCTask
+from .common import EMBEDDED, VOCTask, trunk_copy
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import CONV5_STRIDE, FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
@@ -124,7 +124,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
                    cfg: dict[str, Any], ctx: RunContext, use_07: bool) -> dict[str, Any]:
     """Train Fast R-CNN on a copy of the trunk in `setting`; the test AP at each evaluation."""
     n_classes = len(train.class_index)
-    model = prepare(FastRCNN(copy.deepcopy(trunk), n_classes, cfg["rois_per_image"]),
+    model = prepare(FastRCNN(trunk_copy(trunk, setting), n_classes, cfg["rois_per_image"]),
                     ctx.device)
     params = trainable(model, trunk.ARCH, setting)
     groups = param_groups(params, model, cfg["lr"], cfg["weight_decay"])

@@ -28,7 +28,6 @@ split: an optimistic number kept beside the final one, never instead of it).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -46,7 +45,7 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext, register_task
 from .cls import draw_order
-from .common import VOCTask, freeze_conv, pad_stack
+from .common import VOCTask, freeze_conv, pad_stack, trunk_copy
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
 
@@ -137,7 +136,7 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
                       ctx: RunContext) -> dict[str, Any]:
     """Train an FCN on a copy of the trunk in `setting`; the scores at each evaluation."""
     n_classes = len(train.classes) + 1
-    model = FCN(copy.deepcopy(trunk), n_classes)
+    model = FCN(trunk_copy(trunk, setting), n_classes)
     model = prepare(model, ctx.device)
     params = freeze_conv(model, frozen=setting == "fc6-8")
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
