@@ -36,8 +36,9 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--method", default="deepcluster", show_default=True,
-              help="pretraining method: deepcluster or supervised (the 'labels' baseline)")
+@click.option("--method", type=click.Choice(["deepcluster", "supervised", "jule"]),
+              default="deepcluster", show_default=True,
+              help="deepcluster, supervised (the 'labels' baseline) or jule")
 @click.option("--data", "data", default="fashion-mnist", show_default=True,
               help="dataset name (dcbench data list)")
 @click.option("--root", default=None, help="this dataset's folder (overrides --data-root)")
@@ -71,14 +72,31 @@ def cli() -> None:
 @click.option("--save-every", type=int, default=0, show_default=True,
               help="also keep checkpoint_<epoch>.pth.tar every N epochs (0: only the latest)")
 @click.option("--workers", type=int, default=None, help="data loading workers per process")
+@click.option("--set", "method_sets", multiple=True, metavar="KEY=VALUE",
+              help="a method option (JULE: k_s, k_c, eta, margin, gamma, negatives, target, "
+              "split; --epochs is its passes per period)")
 def pretrain(**opts) -> None:
     """Train a DeepCluster (or supervised) checkpoint; resumable, one process or torchrun.
 
     \b
     dcbench pretrain --data fashion-mnist --out runs/dc-fmnist
     torchrun --nproc_per_node=2 -m dcbench pretrain --data imagenet --out runs/dc-in
+    dcbench pretrain --method jule --data digits --out runs/jule-digits
     """
+    from dcbench.errors import DcbenchError
+    from dcbench.evaluate import parse_value
     from dcbench.methods import run_pretraining
+
+    sets = {}
+    for item in opts.pop("method_sets"):
+        if "=" not in item:
+            raise DcbenchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set eta=0.9")
+        key, value = item.split("=", 1)
+        sets[key.strip()] = parse_value(value)
+    if sets and opts["method"] != "jule":
+        raise DcbenchError(f"--set is for JULE's options; {opts['method']} takes its options "
+                           f"as flags (dcbench pretrain --help)")
+    opts["jule_options"] = sets
 
     run_pretraining(opts, command=_command_line())
 

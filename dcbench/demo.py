@@ -24,26 +24,32 @@ from dcbench.results import results_dir
 # labels on this small set: the sweep behind this is in README.md). --full is the longer
 # recipe of earlier releases plus the VOC tasks in both settings (about 40 minutes before the
 # VOC and retrieval tasks joined; not timed since).
+# JULE runs on digits (1,797 images) in every recipe; its `epochs` are CNN passes per period
+# (JULE's own value, 20, in --full, where it also runs on the 10k Fashion-MNIST test images).
 FULL: dict[str, Any] = {
     "deepcluster": {"epochs": 3, "reassign": 2},
     "supervised": {"epochs": 1},
+    "jule": {"epochs": 5},
     "eval": {"quick": False},
 }
 LONG: dict[str, Any] = {
     "deepcluster": {"epochs": 5, "reassign": 3},
     "supervised": {"epochs": 3},
+    "jule": {"epochs": 20},
     "eval": {"quick": False},
 }
 QUICK: dict[str, Any] = {
     "deepcluster": {"epochs": 2, "max_images": 512, "k": 10, "batch_size": 64, "pca_dim": 32,
                     "workers": 0},
     "supervised": {"epochs": 1, "max_images": 512, "batch_size": 64, "workers": 0},
+    "jule": {"epochs": 1},
     "eval": {"quick": True, "workers": 0},
 }
 # The VOC tasks run FC6-8, the setting that measures the frozen features; ALL (fine-tuning
 # every layer) is in --full and in the README's commands: all six VOC runs per checkpoint do
 # not fit the 30 minutes on 2 cores.
-EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7")), ("knn", ("conv5", "fc7")),
+EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7", "pixels")),
+         ("knn", ("conv5", "fc7")),
          ("voc-cls", ("fc6-8",)), ("voc-det", ("fc6-8",)), ("voc-seg", ("fc6-8",)),
          ("retrieval-oxford", ("rmac",)), ("retrieval-paris", ("rmac",))]
 FULL_EVALS = [(task, ("fc6-8", "all") if task.startswith("voc-") else settings)
@@ -51,7 +57,8 @@ FULL_EVALS = [(task, ("fc6-8", "all") if task.startswith("voc-") else settings)
 # minutes each kind of step takes in the default demo on 2 cores (results/demo.log), for the ETA
 # (voc-det's first run also computes the set's proposals, about 1.5 min; retrieval-paris
 # reuses the features retrieval-oxford extracted)
-WEIGHTS = {"deepcluster": 12.0, "supervised": 1.8, "linear-fmnist": 1.1, "clustering": 0.1,
+WEIGHTS = {"deepcluster": 12.0, "supervised": 1.8, "jule": 0.7, "linear-fmnist": 1.1,
+           "clustering": 0.1,
            "knn": 0.8, "voc-cls": 0.7, "voc-det": 1.4, "voc-seg": 0.7, "retrieval-oxford": 0.4,
            "retrieval-paris": 0.1, "report": 0.3}
 
@@ -67,32 +74,36 @@ def _pretrain_step(method: str, out: Path, settings: dict[str, Any],
                    data_root: str | None) -> Step:
     from dcbench.methods import run_pretraining
 
-    opts = {"method": method, "data": "fashion-mnist", "out": str(out), "resume": True,
+    data = "digits" if method == "jule" else "fashion-mnist"
+    opts = {"method": method, "data": data, "out": str(out), "resume": True,
             "data_root": data_root, "seed": 31, **settings}
     flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in settings.items())
-    command = (f"dcbench pretrain --method {method} --data fashion-mnist --out {out} "
+    command = (f"dcbench pretrain --method {method} --data {data} --out {out} "
                f"{flags} --resume").replace("  ", " ")
     return Step(method, f"pretrain {method} -> {out}",
                 lambda: run_pretraining(opts, command=command))
 
 
 def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
-               eval_opts: dict[str, Any], results: Path, data_root: str | None) -> Step:
+               eval_opts: dict[str, Any], results: Path, data_root: str | None,
+               overrides: tuple[str, ...] = ()) -> Step:
     from dcbench.evaluate import run_eval
 
     opts = {"task": task, "ckpt": ckpt, "settings": settings, "seed": 0, "seeds": 1,
-            "force": False, "results": str(results), "data_root": data_root, "overrides": (),
-            **eval_opts}
+            "force": False, "results": str(results), "data_root": data_root,
+            "overrides": overrides, **eval_opts}
     command = (f"dcbench eval --task {task} --ckpt {ckpt} "
                + " ".join(f"--setting {s}" for s in settings)
+               + "".join(f" --set {o}" for o in overrides)
                + (" --quick" if eval_opts.get("quick") else "")
                + f" --results {results}")
-    return Step(task, f"eval {task} on {name}", lambda: run_eval(opts, command=command))
+    where = f" ({', '.join(overrides)})" if overrides else ""
+    return Step(task, f"eval {task}{where} on {name}", lambda: run_eval(opts, command=command))
 
 
 def run_dir(results: Path, method: str) -> Path:
-    """The demo's pretraining folder for `method` (deepcluster or supervised)."""
-    return results / "runs" / f"{method}-fmnist"
+    """The demo's pretraining folder for `method` (deepcluster, supervised or jule)."""
+    return results / "runs" / (f"{method}-digits" if method == "jule" else f"{method}-fmnist")
 
 
 def checkpoints(results: Path) -> list[tuple[str, str]]:
@@ -108,11 +119,17 @@ RECIPES = {"default": FULL, "quick": QUICK, "full": LONG}
 def plan(recipe: str, results: Path, data_root: str | None) -> list[Step]:
     cfg = RECIPES[recipe]
     steps = [_pretrain_step(m, run_dir(results, m), cfg[m], data_root)
-             for m in ("deepcluster", "supervised")]
+             for m in ("deepcluster", "supervised", "jule")]
     for ckpt, name in checkpoints(results):
         for task, settings in FULL_EVALS if recipe == "full" else EVALS:
             steps.append(_eval_step(task, settings, ckpt, name, cfg["eval"], results,
                                     data_root))
+        # the clustering table's digits column: k-means on this trunk's features and pixels
+        steps.append(_eval_step("clustering", ("conv5", "fc7", "pixels"), ckpt, name,
+                                cfg["eval"], results, data_root, ("dataset=digits",)))
+    jule = str(run_dir(results, "jule") / "checkpoint.pth.tar")
+    steps.append(_eval_step("clustering", ("jule-sf", "jule-rc"), jule, "JULE", cfg["eval"],
+                            results, data_root, ("dataset=digits",)))
     return steps
 
 

@@ -146,6 +146,27 @@ def run_frozen_checked(task: tasks.Task, trunk: Trunk, settings: list[str],
     return measurements
 
 
+def settings_for_trunk(task: tasks.Task, settings: list[str], trunk: Trunk,
+                       explicit: bool) -> list[str]:
+    """Drop layer settings the trunk has no tap for (a JULE net has conv1, conv2 and embed)
+    from the task's defaults; refuse them when asked for by name."""
+    from dcbench.models import MODELS
+
+    all_taps = {t for m in MODELS.values() for t in m.tap_names()}
+    missing = [s for s in settings if s in all_taps and s not in trunk.tap_names()]
+    if missing and explicit:
+        raise DcbenchError(f"{trunk.ARCH} has no layer {', '.join(missing)}; its layers: "
+                           f"{', '.join(trunk.tap_names())}")
+    kept = [s for s in settings if s not in missing]
+    if not kept:
+        raise DcbenchError(f"task '{task.name}' has no setting for a {trunk.ARCH} (it has "
+                           f"layers {', '.join(trunk.tap_names())}); pass --setting")
+    if missing:
+        say(f"{task.name}: {trunk.ARCH} has no {', '.join(missing)}; running "
+            f"{', '.join(kept)}")
+    return kept
+
+
 def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written."""
     task = tasks.get_task(opts["task"])
@@ -158,11 +179,14 @@ def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     device = distributed.pick_device()
     ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
                            out_dir=results_dir(results), quick=bool(opts.get("quick")),
-                           workers=opts.get("workers"), options=options)
+                           workers=opts.get("workers"), options=options,
+                           ckpt=str(opts["ckpt"]))
     config = {**task.config(ctx), "quick": ctx.quick, "options": options}
     chash = config_hash(config)
     trunk, info = load_trunk(opts["ckpt"], device)
     trunk = prepare(trunk, device).eval()
+    settings = settings_for_trunk(task, settings, trunk, explicit=bool(opts.get("settings"))
+                                  and "all" not in opts["settings"])
     task.check(trunk, ctx)
     for name in task.data_needed(ctx):
         ensure_root(name, data_root=ctx.data_root)   # builds an embedded set; else says where

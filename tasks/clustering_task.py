@@ -7,17 +7,28 @@ PCA-whitened to `pca_dim` and L2-normalised, DeepCluster's own preprocessing bef
 (20 iterations as in the original code, seeded by the run's seed). Reported: NMI with both
 normalisations, named (geometric as JULE, arithmetic as sklearn's default), ACC under the
 Hungarian matching (percent) and ARI. All requested layers come from one frozen pass.
+
+Settings beside the layers, for the clustering table in JULE's shape:
+- `pixels`: k-means on the raw pixels (no trunk, no PCA), the classic baseline;
+- `jule-rc`: JULE-RC, JULE's agglomerative clustering (dcbench/clustering/agglomerative.py,
+  K_s 20, K_c 5, eta 0.9) of the trunk's `embed` output (a JULE net) or its L2-normalised fc7;
+- `jule-sf`: JULE-SF, the clusters a JULE run ended with, read from its checkpoint (only for a
+  JULE checkpoint trained on this dataset and split).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from dcbench.clustering.agglomerative import agglomerate
 from dcbench.clustering.kmeans import kmeans
 from dcbench.clustering.metrics import all_metrics
 from dcbench.clustering.pca import PCAWhitening
+from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 
 from .features import collect
@@ -32,7 +43,8 @@ from .inputs import (
 from .pooling import Pooler
 from .registry import Measurement, RunContext, register_task
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "embed")
+CLUSTERINGS = ("pixels", "jule-rc", "jule-sf")
 PERCENT = {"acc"}            # metrics recorded in percent; the others are in [0, 1]
 
 
@@ -45,7 +57,7 @@ def reduce(x: torch.Tensor, pca_dim: int) -> torch.Tensor:
     return PCAWhitening.fit(x.cpu(), dim).transform(x.cpu())
 
 
-@register_task("clustering", settings=LAYERS, datasets=("fashion-mnist",))
+@register_task("clustering", settings=LAYERS + CLUSTERINGS, datasets=("fashion-mnist", "digits"))
 class Clustering(OnLabelledDataset):
     """k-means with k = classes on a layer's features; NMI, ACC and ARI against the labels."""
 
@@ -55,7 +67,7 @@ class Clustering(OnLabelledDataset):
     eval_only = True
     options: dict[str, Any] = {
         "dataset": "fashion-mnist", "split": None, "k": None, "pca_dim": 256, "niter": 20,
-        "max_images": None,
+        "max_images": None, "k_s": 20, "k_c": 5, "eta": 0.9,
     }
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
@@ -70,17 +82,61 @@ class Clustering(OnLabelledDataset):
         data = labelled_split(cfg["dataset"], cfg["split"], transform_for(cfg["dataset"], "eval"),
                               ctx.data_root, cfg["max_images"])
         k = cfg["k"] or num_classes(data)
-        pooler = Pooler(trunk, settings, ctx.device)
-        feats, labels = collect(trunk, pooler, data, ctx, f"{self.name} features")
+        rc_layer = "embed" if "embed" in trunk.tap_names() else "fc7"
+        layers = [s for s in settings if s in LAYERS]
+        pooled = layers + ([rc_layer] if "jule-rc" in settings and rc_layer not in layers else [])
+        if pooled:
+            pooler = Pooler(trunk, pooled, ctx.device)
+            feats, labels = collect(trunk, pooler, data, ctx, f"{self.name} features")
+        else:
+            labels = np.asarray([data[i][1] for i in range(len(data))])
         out = []
-        for layer in settings:
-            x = reduce(feats.pop(layer), cfg["pca_dim"]).numpy()
-            result = kmeans(x, k, niter=cfg["niter"], seed=ctx.seed)
-            for metric, value in all_metrics(labels, result.assignment).items():
+        for setting in settings:
+            extra: dict[str, Any] = {"k": k, "n_images": len(labels)}
+            if setting in layers:
+                x = reduce(feats[setting], cfg["pca_dim"]).numpy()
+                result = kmeans(x, k, niter=cfg["niter"], seed=ctx.seed)
+                assignment = result.assignment
+                extra.update(dim=pooler.dims[setting], reduced_dim=int(x.shape[1]),
+                             loss=result.loss, empty_reseeded=result.empty_reseeded)
+            elif setting == "pixels":
+                x = np.stack([data[i][0].flatten().numpy() for i in range(len(data))])
+                result = kmeans(x, k, niter=cfg["niter"], seed=ctx.seed)
+                assignment = result.assignment
+                extra.update(dim=int(x.shape[1]), loss=result.loss)
+            elif setting == "jule-rc":
+                x = torch.nn.functional.normalize(feats[rc_layer].float(), dim=1).cpu().numpy()
+                assignment = agglomerate(x, k, cfg["k_s"], cfg["k_c"], cfg["eta"])
+                extra.update(layer=rc_layer, k_s=cfg["k_s"], k_c=cfg["k_c"], eta=cfg["eta"])
+            else:
+                assignment = jule_final_clusters(ctx.ckpt, cfg, data)
+                extra.update(source="the JULE run's final clusters (its checkpoint)")
+            for metric, value in all_metrics(labels, assignment).items():
                 out.append(Measurement(
-                    setting=layer, dataset=cfg["dataset"], split=cfg["split"], metric=metric,
-                    value=100.0 * value if metric in PERCENT else value,
-                    extra={"k": k, "n_images": len(labels), "dim": pooler.dims[layer],
-                           "reduced_dim": int(x.shape[1]), "loss": result.loss,
-                           "empty_reseeded": result.empty_reseeded}))
+                    setting=setting, dataset=cfg["dataset"], split=cfg["split"], metric=metric,
+                    value=100.0 * value if metric in PERCENT else value, extra=dict(extra)))
         return out
+
+
+def jule_final_clusters(ckpt: str | None, cfg: dict[str, Any], data) -> np.ndarray:
+    """JULE-SF: the labels a JULE run's last period ended with, checked to be of this split
+    (on a --quick subset, the subset's labels)."""
+    from dcbench.checkpoint import read_file
+
+    obj = read_file(ckpt) if ckpt and Path(ckpt).is_file() else {}
+    run = obj.get("config", {}) if isinstance(obj, dict) else {}
+    if obj.get("method") != "jule" or "labels" not in obj:
+        raise DcbenchError(f"setting jule-sf needs a JULE checkpoint (dcbench pretrain "
+                           f"--method jule); {ckpt} is not one")
+    if not (obj.get("history") or [{}])[-1].get("final"):
+        raise DcbenchError(f"{ckpt}: the JULE run has not reached its target clusters yet; "
+                           f"finish it with dcbench pretrain --resume")
+    keep = getattr(data, "indices", None)
+    full = len(data) if keep is None else len(data.dataset)
+    if (run.get("data"), run.get("split")) != (cfg["dataset"], cfg["split"]) \
+            or run.get("max_images") is not None or len(obj["labels"]) != full:
+        raise DcbenchError(f"{ckpt} clustered {run.get('data')} {run.get('split')} "
+                           f"({len(obj['labels'])} images), not {cfg['dataset']} "
+                           f"{cfg['split']} ({full}); pass --set dataset={run.get('data')}")
+    labels = np.asarray(obj["labels"], np.int64)
+    return labels if keep is None else labels[np.asarray(keep)]

@@ -41,9 +41,10 @@ def check_input(trunk: Trunk, dataset: str, task: str) -> None:
 
 
 def eval_split(dataset: str) -> str:
-    """The held-out split results are reported on: 'test' where there is one, else 'val'."""
+    """The held-out split results are reported on: 'test' where there is one, else 'val',
+    else the only one (digits: 'all')."""
     splits = get_dataset_spec(dataset).splits
-    return "test" if "test" in splits else "val"
+    return "test" if "test" in splits else "val" if "val" in splits else splits[0]
 
 
 def train_split(dataset: str) -> str:

@@ -33,6 +33,7 @@ class RunContext:
     quick: bool = False
     workers: int | None = None
     options: dict[str, Any] = field(default_factory=dict)   # task-specific --set key=value
+    ckpt: str | None = None         # the --ckpt being evaluated (JULE's own clusters live there)
 
 
 @dataclass

@@ -23,8 +23,9 @@ TAP_SHAPES = {
     "vgg16": {"conv1": (64, 224, 224), "conv2": (128, 112, 112), "conv3": (256, 56, 56),
               "conv4": (512, 28, 28), "conv5": (512, 14, 14), "fc6_pre": (4096,),
               "fc6": (4096,), "fc7_pre": (4096,), "fc7": (4096,)},
+    "jule-32": {"conv1": (50, 28, 28), "conv2": (50, 10, 10), "embed": (160,)},
 }
-BATCH = {"alexnet": 2, "alexnet-small": 2, "vgg16": 1}
+BATCH = {"alexnet": 2, "alexnet-small": 2, "vgg16": 1, "jule-32": 2}
 
 ALEXNET_CONVS = [0, 4, 8, 11, 14]
 VGG16_CONVS = [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40]
@@ -57,7 +58,11 @@ def test_tap_shapes_and_deepest_tap_matches_forward(arch: str, models) -> None:
     assert set(out) == set(TAP_SHAPES[arch]) == set(model.tap_names())
     for tap, shape in TAP_SHAPES[arch].items():
         assert tuple(out[tap].shape) == (len(x), *shape), tap
-    assert torch.allclose(out["fc7"], full, atol=1e-5)
+    last = "embed" if arch == "jule-32" else "fc7"
+    assert torch.allclose(out[last], full, atol=1e-5)
+    if arch == "jule-32":        # JULE's output is L2-normalised
+        torch.testing.assert_close(full.norm(dim=1), torch.ones(len(x)))
+        return
     assert torch.equal(out["fc7"], torch.relu(out["fc7_pre"]))
     assert torch.equal(out["fc6"], torch.relu(out["fc6_pre"]))
     assert (out["fc7_pre"] < 0).any() and (out["fc7"] >= 0).all()

@@ -164,4 +164,11 @@ def _load_builtin() -> None:
     global _loaded
     if not _loaded:
         _loaded = True
-        from dcbench.data import fashion_mnist, file_list, image_folder, oxford_paris, voc  # noqa: F401
+        from dcbench.data import (  # noqa: F401
+            digits,
+            fashion_mnist,
+            file_list,
+            image_folder,
+            oxford_paris,
+            voc,
+        )

@@ -34,8 +34,12 @@ def _summary(row: dict[str, Any], total: int, eta: float) -> str:
             f"  | {secs} | ETA {eta / 60:.1f} min")
 
 
-def run_pretraining(opts: dict[str, Any], command: str = "") -> Session:
+def run_pretraining(opts: dict[str, Any], command: str = "") -> Session | dict[str, Any]:
     """Run (or resume) a pretraining described by CLI-style options."""
+    if opts.get("method") == "jule":        # periods of merges + CNN updates, its own loop
+        from dcbench.methods import jule
+
+        return jule.run(opts, command)
     cfg = resolve(opts)
     device = dist.init()
     cfg["world_size"] = dist.world_size()

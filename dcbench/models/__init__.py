@@ -7,12 +7,14 @@ import torch
 from dcbench.errors import DcbenchError
 from dcbench.models.alexnet import AlexNet
 from dcbench.models.alexnet_small import AlexNetSmall
+from dcbench.models.jule_net import JuleNet32
 from dcbench.models.trunk import Trunk
 from dcbench.models.vgg16 import VGG16
 
 MODELS: dict[str, type[Trunk]] = {
     "alexnet": AlexNet,
     "alexnet-small": AlexNetSmall,
+    "jule-32": JuleNet32,
     "vgg16": VGG16,
 }
 
@@ -33,4 +35,4 @@ def build_model(arch: str, sobel: bool = True, k: int | None = None,
     return model
 
 
-__all__ = ["MODELS", "Trunk", "build_model", "AlexNet", "AlexNetSmall", "VGG16"]
+__all__ = ["MODELS", "Trunk", "build_model", "AlexNet", "AlexNetSmall", "JuleNet32", "VGG16"]
