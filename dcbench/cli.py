@@ -36,8 +36,7 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--method", type=click.Choice(["deepcluster", "supervised", "jule"]),
-              default="deepcluster", show_default=True,
+@click.option("--method", default="deepcluster", show_default=True,
               help="deepcluster, supervised (the 'labels' baseline) or jule")
 @click.option("--data", "data", default="fashion-mnist", show_default=True,
               help="dataset name (dcbench data list)")

@@ -25,7 +25,7 @@ from dcbench.results import results_dir
 # recipe of earlier releases plus the VOC tasks in both settings (about 40 minutes before the
 # VOC and retrieval tasks joined; not timed since).
 # JULE runs on digits (1,797 images) in every recipe; its `epochs` are CNN passes per period
-# (JULE's own value, 20, in --full, where it also runs on the 10k Fashion-MNIST test images).
+# (JULE's own value, 20, in --full; its Fashion-MNIST run is a README command, ~15 minutes).
 FULL: dict[str, Any] = {
     "deepcluster": {"epochs": 3, "reassign": 2},
     "supervised": {"epochs": 1},
@@ -55,12 +55,11 @@ EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7", "pixels"))
 FULL_EVALS = [(task, ("fc6-8", "all") if task.startswith("voc-") else settings)
               for task, settings in EVALS]
 # minutes each kind of step takes in the default demo on 2 cores (results/demo.log), for the ETA
-# (voc-det's first run also computes the set's proposals, about 1.5 min; retrieval-paris
+# (voc-det's first run also computes the set's proposals, about 1.4 min; retrieval-paris
 # reuses the features retrieval-oxford extracted)
-WEIGHTS = {"deepcluster": 12.0, "supervised": 1.8, "jule": 0.7, "linear-fmnist": 1.1,
-           "clustering": 0.1,
-           "knn": 0.8, "voc-cls": 0.7, "voc-det": 1.4, "voc-seg": 0.7, "retrieval-oxford": 0.4,
-           "retrieval-paris": 0.1, "report": 0.3}
+WEIGHTS = {"deepcluster": 10.8, "supervised": 1.7, "jule": 0.4, "linear-fmnist": 1.0,
+           "clustering": 0.05, "knn": 0.75, "voc-cls": 0.7, "voc-det": 1.2, "voc-seg": 0.6,
+           "retrieval-oxford": 0.4, "retrieval-paris": 0.1, "report": 0.1}
 
 
 @dataclass

@@ -160,3 +160,25 @@ def test_periods_and_agglomerate_reach_the_target():
     assert labels.max() + 1 == 5
     from dcbench.clustering.metrics import nmi
     assert nmi(truth, labels, "geometric") > 0.95
+
+
+def test_min_size_merges_outlier_clusters_first_in_the_final_phase():
+    from scipy import sparse
+    # A = 0-3, B = 4-7 (dense inside, one link each way between 3 and 4); C = 8-9, an outlier
+    # pair pointing into B that only point 5 of B points back to, weakly
+    w = np.zeros((10, 10))
+    for group in (range(0, 4), range(4, 8), range(8, 10)):
+        for i in group:
+            for j in group:
+                w[i, j] = 1.0 if i != j else 0.0
+    w[3, 4] = w[4, 3] = 0.5
+    w[8, 5], w[9, 6], w[5, 8] = 0.9, 0.9, 0.01
+    labels = np.array([0] * 4 + [1] * 4 + [2] * 2)
+    gdl = GDL(sparse.csr_matrix(w), labels, k_c=2)
+    assert 0 < gdl.aff[1][2] < gdl.aff[0][1]            # C's affinity is tiny, not zero
+    plain = merge(sparse.csr_matrix(w), labels, 1, k_c=2).merges
+    fixed = merge(sparse.csr_matrix(w), labels, 1, k_c=2, min_size=3).merges
+    assert plain == [(0, 1)]                  # GDL joins the two real clusters
+    assert fixed == [(1, 2)]                  # the outlier pair goes into B first
+    early = merge(sparse.csr_matrix(w), labels, 1, k_c=2, min_size=3, criterion_above=2)
+    assert early.merges == [(0, 1)]           # above criterion_above clusters: rule is off

@@ -40,15 +40,18 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     results = clone / "results" / "quick"
     records = [json.loads(x) for x in (results / "records.jsonl").read_text().splitlines()]
     methods = {r["checkpoint"]["method"] for r in records}
-    assert methods == {"deepcluster", "supervised", "random"}
+    assert methods == {"deepcluster", "supervised", "random", "jule"}
     assert {r["task"] for r in records} == {"linear-fmnist", "clustering", "knn", "voc-cls",
                                            "voc-det", "voc-seg", "retrieval-oxford",
                                            "retrieval-paris"}
     voc = {(r["checkpoint"]["method"], r["task"], r["setting"]) for r in records
            if r["task"].startswith("voc-")}
-    assert voc == {(m, t, "fc6-8") for m in methods for t in ("voc-cls", "voc-det", "voc-seg")}
+    assert voc == {(m, t, "fc6-8") for m in methods - {"jule"}
+                   for t in ("voc-cls", "voc-det", "voc-seg")}
     assert all(r["quick"] for r in records)
-    for run in ("deepcluster-fmnist", "supervised-fmnist"):
+    jule = {(r["setting"], r["dataset"]) for r in records if r["checkpoint"]["method"] == "jule"}
+    assert jule == {("jule-sf", "digits"), ("jule-rc", "digits")}
+    for run in ("deepcluster-fmnist", "supervised-fmnist", "jule-digits"):
         assert (results / "runs" / run / "checkpoint.pth.tar").is_file()
     report = (results / "report.md").read_text()
     assert "## Table 1" in report
@@ -72,7 +75,8 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     second = demo(clone, tmp_path / "cache")
     assert second.returncode == 0, second.stderr[-3000:]
     assert "already has 2 epochs" in second.stderr
-    assert second.stderr.count("skip ") >= 24
+    assert second.stderr.count("skip ") >= 28
+    assert "jule-digits is complete" in second.stderr
     assert git(clone, "status", "--porcelain") == ""
     again = (results / "records.jsonl").read_text().splitlines()
     assert len(again) == len(records)

@@ -22,6 +22,12 @@ PROTOCOLS.md):
   out-edges weigh most. This rule is dcbench's: neither the paper nor REFERENCE.md says what
   happens to such clusters. A cluster with no edge out of it at all (a connected component of
   the graph) is left alone while any other merge is possible; then the two smallest join.
+- `min_size` (default 1: off) extends that rule to clusters of fewer than `min_size` images
+  once at most `criterion_above` clusters remain. Outlier clusters of 2-5 images whose affinity
+  is tiny but not zero otherwise survive to the target count while real clusters merge (JULE-RC
+  on a JULE run's Fashion-MNIST outputs: NMI 0.676 at 19 clusters, 0.497 at 10 with one
+  cluster of 6,973 and six of 2-5 images; with min_size 10, 0.673 at 10). Off by default: it
+  is dcbench's rule, not JULE's.
 
 Merges are incremental and exact: merging i and j into m, S(d, m) = S(d, i) + S(d, j) and
 S(m, d) = S(i, d) + S(j, d) + the cross terms sum_{b in Cd} P[i,b] Q[b,j] + P[j,b] Q[b,i],
@@ -100,8 +106,8 @@ class GDL:
     """Clusters of a fixed W, merged one pair at a time with exact affinities."""
 
     def __init__(self, w: sparse.csr_matrix, labels: np.ndarray, k_c: int = 5,
-                 criterion_above: int = 100) -> None:
-        self.k_c, self.criterion_above = k_c, criterion_above
+                 criterion_above: int = 100, min_size: int = 1) -> None:
+        self.k_c, self.criterion_above, self.min_size = k_c, criterion_above, min_size
         self.labels = relabel(np.asarray(labels)).copy()
         n, c = w.shape[0], int(self.labels.max()) + 1
         y = sparse.csr_matrix((np.ones(n), (np.arange(n), self.labels)), shape=(n, c))
@@ -163,7 +169,10 @@ class GDL:
 
     def merge_once(self) -> tuple[int, int]:
         pick = None
-        for i in np.flatnonzero(self.alive & ~np.isfinite(self.crit)).tolist():
+        first = ~np.isfinite(self.crit)
+        if self.min_size > 1 and self.n_clusters <= self.criterion_above:
+            first |= self.size < self.min_size        # outlier clusters, the final phase only
+        for i in np.flatnonzero(self.alive & first).tolist():
             weight = self.out_weights(i)       # stranded, but pointing at another cluster
             if weight:
                 pick = (i, min(weight, key=lambda d: (-weight[d], d)))
@@ -241,9 +250,9 @@ class GDL:
 
 
 def merge(w: sparse.csr_matrix, labels: np.ndarray, n_merges: int, k_c: int = 5,
-          criterion_above: int = 100, desc: str = "merges") -> MergeLog:
+          criterion_above: int = 100, desc: str = "merges", min_size: int = 1) -> MergeLog:
     """Merge `n_merges` pairs of the clusters `labels` on the graph w."""
-    gdl = GDL(w, labels, k_c, criterion_above)
+    gdl = GDL(w, labels, k_c, criterion_above, min_size)
     n_merges = min(n_merges, gdl.n_clusters - 1)
     done: list[tuple[int, int]] = []
     progress = bar(desc, total=n_merges, unit="merge")
@@ -260,12 +269,12 @@ def merges_per_period(n_clusters: int, eta: float, target: int) -> int:
 
 
 def agglomerate(x: np.ndarray, target: int, k_s: int = 20, k_c: int = 5, eta: float = 0.9,
-                criterion_above: int = 100) -> np.ndarray:
+                criterion_above: int = 100, min_size: int = 1) -> np.ndarray:
     """JULE-RC's clustering of fixed features: 1-NN components, then periods of
     ceil(eta * n) merges on the same graph until `target` clusters remain."""
     w = knn_graph(x, k_s)
     labels = nn_components(w)
     while labels.max() + 1 > target:
         n = merges_per_period(int(labels.max()) + 1, eta, target)
-        labels = merge(w, labels, n, k_c, criterion_above).labels
+        labels = merge(w, labels, n, k_c, criterion_above, min_size=min_size).labels
     return labels

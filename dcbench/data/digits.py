@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
+from dcbench.data.gray_images import GrayImages
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.errors import DataError
 
@@ -47,21 +47,11 @@ def digits_28px() -> tuple[np.ndarray, np.ndarray]:
     return big, bunch.target.astype(np.int64)
 
 
-class Digits(Dataset):
+class Digits(GrayImages):
     classes = [str(i) for i in range(10)]
 
     def __init__(self, transform: Callable | None = None) -> None:
-        self.images, self.targets = digits_28px()
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int):
-        img = Image.fromarray(self.images[i])
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.targets[i])
+        super().__init__(*digits_28px(), transform)
 
 
 register_dataset(DatasetSpec(

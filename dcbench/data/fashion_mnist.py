@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
+from dcbench.data.gray_images import GrayImages
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.errors import DataError
 
@@ -83,25 +82,15 @@ def validate(root: Path) -> ValidationReport:
     return ValidationReport("fashion-mnist", root, splits, CLASSES, per_class)
 
 
-class FashionMNIST(Dataset):
+class FashionMNIST(GrayImages):
     """Images held in memory as uint8 (60k x 28 x 28 = 47 MB)."""
 
     classes = CLASSES
 
     def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
         img_name, lbl_name = FILES[split]
-        self.images = read_idx(root / img_name, 2051)
-        self.targets = read_idx(root / lbl_name, 2049).astype(np.int64)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, i: int):
-        img = Image.fromarray(self.images[i])
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.targets[i])
+        super().__init__(read_idx(root / img_name, 2051), read_idx(root / lbl_name, 2049),
+                         transform)
 
 
 register_dataset(DatasetSpec(

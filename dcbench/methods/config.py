@@ -20,7 +20,7 @@ SMALL = {"arch": "alexnet-small", "k": 100, "epochs": 10, "pca_dim": 128, "min_s
 COMMON = {"batch_size": 256, "lr": 0.05, "wd": 1e-5, "momentum": 0.9}
 # Keys a resumed run may change without becoming a different run.
 RESUMABLE_CHANGES = {"epochs", "workers", "save_every", "out"}
-METHOD_NAMES = ("deepcluster", "supervised")
+METHOD_NAMES = ("deepcluster", "supervised", "jule")     # jule: dcbench/methods/jule.py
 
 
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:

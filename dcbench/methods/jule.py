@@ -19,8 +19,9 @@ batches of 100, so every batch holds positives and negatives and every image is 
 pass. The images are held in memory as one tensor (JULE's sets are small).
 
 `--epochs` is the passes per period; `--set KEY=VALUE` sets k_s, k_c, eta, margin, gamma,
-negatives, target and split. A checkpoint after every period holds the labels and the global
-iteration: --resume continues at the next period.
+negatives, target, split and min_size (dcbench's outlier rule, off by default:
+dcbench/clustering/agglomerative.py). A checkpoint after every period holds the labels and
+the global iteration: --resume continues at the next period.
 """
 
 from __future__ import annotations
@@ -52,14 +53,14 @@ from dcbench.progress import bar, say
 DEFAULTS: dict[str, Any] = {
     "arch": "jule-32", "epochs": 20, "batch_size": 100, "lr": 0.01, "momentum": 0.9,
     "wd": 5e-5, "k_s": 20, "k_c": 5, "eta": 0.9, "gamma": 1.0, "margin": 0.2, "negatives": 20,
-    "target": None, "split": None, "chunk": 10,
+    "target": None, "split": None, "chunk": 10, "min_size": 1,
 }
 # (type, lowest allowed value) of every JULE option; `target` None = the number of classes
 SCHEMA: dict[str, tuple[type, float]] = {
     "epochs": (int, 1), "batch_size": (int, 2), "lr": (float, 1e-12), "momentum": (float, 0.0),
     "wd": (float, 0.0), "k_s": (int, 1), "k_c": (int, 1), "eta": (float, 1e-9),
     "gamma": (float, 0.0), "margin": (float, 0.0), "negatives": (int, 1), "target": (int, 2),
-    "chunk": (int, 2),
+    "chunk": (int, 2), "min_size": (int, 1),
 }
 
 
@@ -177,7 +178,6 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
     configure_threads()
     print_config(cfg)
     run_dir = RunDir(cfg["out"])
-    run_dir.prepare(cfg, bool(opts.get("resume")))
     images, truth = load_images(cfg)
     n = len(images)
     target = cfg["target"] or (int(truth.max()) + 1 if truth is not None else None)
@@ -186,6 +186,7 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
                            f"--set target=K")
     if target >= n:
         raise DcbenchError(f"target {target} clusters needs more than the {n} images")
+    run_dir.prepare(cfg, bool(opts.get("resume")))     # only once the inputs are checked
     model = prepare(build_model("jule-32", sobel=False, seed=cfg["seed"]), device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["wd"])
@@ -210,7 +211,8 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
         else:
             graph = knn_graph(embed(model, images, device), cfg["k_s"])
             merges = merges_per_period(int(labels.max()) + 1, cfg["eta"], target)
-            labels = merge(graph, labels, merges, cfg["k_c"], desc=f"period {period} merges").labels
+            labels = merge(graph, labels, merges, cfg["k_c"], desc=f"period {period} merges",
+                           min_size=cfg["min_size"]).labels
         t_cluster = time.time() - t0
         loss, triplets, iteration = train_period(model, opt, images, labels, cfg, rng, gen,
                                                  iteration, device, period)
@@ -222,7 +224,7 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
         if n_clusters <= target:
             t1 = time.time()
             rc = agglomerate(embed(model, images, device), target, cfg["k_s"], cfg["k_c"],
-                             cfg["eta"])
+                             cfg["eta"], min_size=cfg["min_size"])
             row.update(final=True, jule_sf=scores(truth, labels), jule_rc=scores(truth, rc),
                        n_images=n)
             row["seconds"]["rc"] = time.time() - t1
