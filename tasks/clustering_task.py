@@ -11,7 +11,8 @@ Hungarian matching (percent) and ARI. All requested layers come from one frozen 
 Settings beside the layers, for the clustering table in JULE's shape:
 - `pixels`: k-means on the raw pixels (no trunk, no PCA), the classic baseline;
 - `jule-rc`: JULE-RC, JULE's agglomerative clustering (dcbench/clustering/agglomerative.py,
-  K_s 20, K_c 5, eta 0.9) of the trunk's `embed` output (a JULE net) or its L2-normalised fc7;
+  K_s 20, K_c 5, eta 0.9; `min_size` its optional outlier rule, off by default) of the
+  trunk's `embed` output (a JULE net) or its L2-normalised fc7;
 - `jule-sf`: JULE-SF, the clusters a JULE run ended with, read from its checkpoint (only for a
   JULE checkpoint trained on this dataset and split).
 """
@@ -67,7 +68,7 @@ class Clustering(OnLabelledDataset):
     eval_only = True
     options: dict[str, Any] = {
         "dataset": "fashion-mnist", "split": None, "k": None, "pca_dim": 256, "niter": 20,
-        "max_images": None, "k_s": 20, "k_c": 5, "eta": 0.9,
+        "max_images": None, "k_s": 20, "k_c": 5, "eta": 0.9, "min_size": 1,
     }
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
@@ -106,8 +107,10 @@ class Clustering(OnLabelledDataset):
                 extra.update(dim=int(x.shape[1]), loss=result.loss)
             elif setting == "jule-rc":
                 x = torch.nn.functional.normalize(feats[rc_layer].float(), dim=1).cpu().numpy()
-                assignment = agglomerate(x, k, cfg["k_s"], cfg["k_c"], cfg["eta"])
-                extra.update(layer=rc_layer, k_s=cfg["k_s"], k_c=cfg["k_c"], eta=cfg["eta"])
+                assignment = agglomerate(x, k, cfg["k_s"], cfg["k_c"], cfg["eta"],
+                                         min_size=cfg["min_size"])
+                extra.update(layer=rc_layer, k_s=cfg["k_s"], k_c=cfg["k_c"], eta=cfg["eta"],
+                             min_size=cfg["min_size"])
             else:
                 assignment = jule_final_clusters(ctx.ckpt, cfg, data)
                 extra.update(source="the JULE run's final clusters (its checkpoint)")
