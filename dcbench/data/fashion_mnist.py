@@ -31,8 +31,8 @@ def _open(path: Path):
     plain = path.with_suffix("")          # also accept the uncompressed files
     if plain.exists():
         return open(plain, "rb")
-    raise DataError(f"Fashion-MNIST file missing: {path} (install it with "
-                    f"'apt-get install dataset-fashion-mnist' or point --root at the folder)")
+    raise DataError(f"idx file missing: {path} (Fashion-MNIST: 'apt-get install "
+                    f"dataset-fashion-mnist'; any MNIST-format set: point --root at its folder)")
 
 
 def _read(path: Path, size: int = -1) -> bytes:
@@ -65,7 +65,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, count=want, offset=offset).reshape(dims)
 
 
-def validate(root: Path) -> ValidationReport:
+def validate_idx(name: str, root: Path, classes: list[str]) -> ValidationReport:
+    """The four idx files of an MNIST-format set: headers agree, 28x28 images, per-class counts."""
     splits, per_class = {}, {}
     for split, (img_name, lbl_name) in FILES.items():
         n_img, h, w = _read_header(root / img_name, 2051)
@@ -77,9 +78,13 @@ def validate(root: Path) -> ValidationReport:
             raise DataError(f"{root / img_name} holds {h}x{w} images, expected 28x28")
         labels = read_idx(root / lbl_name, 2049)
         splits[split] = n_img
-        counts = np.bincount(labels, minlength=len(CLASSES))
-        per_class[split] = {c: int(k) for c, k in zip(CLASSES, counts)}
-    return ValidationReport("fashion-mnist", root, splits, CLASSES, per_class)
+        counts = np.bincount(labels, minlength=len(classes))
+        per_class[split] = {c: int(k) for c, k in zip(classes, counts)}
+    return ValidationReport(name, root, splits, classes, per_class)
+
+
+def validate(root: Path) -> ValidationReport:
+    return validate_idx("fashion-mnist", root, CLASSES)
 
 
 class FashionMNIST(GrayImages):

@@ -169,6 +169,7 @@ def _load_builtin() -> None:
             fashion_mnist,
             file_list,
             image_folder,
+            jule_sets,
             oxford_paris,
             voc,
         )
