@@ -73,9 +73,10 @@ def cli() -> None:
 @click.option("--workers", type=int, default=None, help="data loading workers per process")
 @click.option("--set", "method_sets", multiple=True, metavar="KEY=VALUE",
               help="a method option (JULE: k_s, k_c, eta, margin, gamma, negatives, target, "
-              "split; --epochs is its passes per period)")
+              "split, min_size; --epochs is its passes per period)")
 def pretrain(**opts) -> None:
-    """Train a DeepCluster (or supervised) checkpoint; resumable, one process or torchrun.
+    """Train a DeepCluster, supervised or JULE checkpoint; resumable (DeepCluster and the
+    supervised baseline also under torchrun).
 
     \b
     dcbench pretrain --data fashion-mnist --out runs/dc-fmnist

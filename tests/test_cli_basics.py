@@ -98,3 +98,16 @@ def test_in_process_error_is_one_line_too(tmp_path: Path, monkeypatch, capsys) -
     code, out, err = dcbench_in_process(["data", "validate", "places205"], monkeypatch, capsys)
     assert code == 2 and out == ""
     assert err.startswith("error: ") and err.count("\n") == 1 and "DCBENCH_DATA" in err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--set", "eta=0.5"], "--set is for JULE's options; deepcluster takes its options"),
+    (["--method", "jule", "--data", "digits", "--set", "eta"], "expected KEY=VALUE"),
+    (["--method", "jule", "--data", "digits", "--set", "eta=2"], "eta must be in (0, 1]"),
+])
+def test_pretrain_set_is_checked_before_any_work(args, message, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "run"
+    code, _, err = dcbench_in_process(["pretrain", "--out", str(out), *args], monkeypatch, capsys)
+    assert code == 2
+    last = _error_lines(err)[-1]
+    assert last.startswith("error: ") and message in last and not out.exists()
