@@ -153,6 +153,13 @@ def test_jule_checkpoint_runs_the_linear_probe_on_the_layers_it_has(jule_run: Pa
                   "results": str(tmp_path), "quick": True})
 
 
+def test_deepcluster_flags_are_refused_for_jule_not_ignored(tmp_path: Path):
+    with pytest.raises(DcbenchError, match="--k, --reassign are DeepCluster's"):
+        run_pretraining({"method": "jule", "data": "digits", "out": str(tmp_path / "run"),
+                         "k": 50, "reassign": 2.0, "clustering": "kmeans"})
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_target_above_the_images_is_refused_and_leaves_no_run_folder(tmp_path: Path):
     out = tmp_path / "run"
     with pytest.raises(DcbenchError, match="target 5000 clusters needs more than the 1797"):

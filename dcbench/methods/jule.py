@@ -64,12 +64,25 @@ SCHEMA: dict[str, tuple[type, float]] = {
 }
 
 
+# pretrain flags JULE has no use for: (flag, option key, the CLI's default)
+DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
+                    ("--min-scale", "min_scale", None), ("--clustering", "clustering", "kmeans"),
+                    ("--sampler", "sampler", "uniform"), ("--reassign", "reassign", 1.0),
+                    ("--no-sobel", "sobel", True), ("--save-every", "save_every", 0)]
+
+
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     """CLI options -> JULE's full config (checked before any work)."""
     spec = get_dataset_spec(opts.get("data") or "digits")
     if spec.size != "small":
         raise DcbenchError(f"JULE runs on small grayscale sets (digits, fashion-mnist); "
                            f"'{spec.name}' has {spec.size} images")
+    ignored = [flag for flag, key, default in DEEPCLUSTER_ONLY
+               if opts.get(key) not in (None, default)]
+    if ignored:
+        raise DcbenchError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} "
+                           f"DeepCluster's; JULE takes --epochs, --batch-size, --lr, --wd, "
+                           f"--momentum, --seed, --max-images and --set KEY=VALUE")
     sets = dict(opts.get("jule_options") or {})
     unknown = sorted(set(sets) - set(DEFAULTS))
     if unknown:
