@@ -29,6 +29,7 @@ from dcbench.clustering.agglomerative import agglomerate
 from dcbench.clustering.kmeans import kmeans
 from dcbench.clustering.metrics import all_metrics
 from dcbench.clustering.pca import PCAWhitening
+from dcbench.data import targets_of
 from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 
@@ -89,8 +90,10 @@ class Clustering(OnLabelledDataset):
         if pooled:
             pooler = Pooler(trunk, pooled, ctx.device)
             feats, labels = collect(trunk, pooler, data, ctx, f"{self.name} features")
-        else:
-            labels = np.asarray([data[i][1] for i in range(len(data))])
+        else:           # no trunk pass: the labels without decoding every image
+            labels = targets_of(data)
+            if labels is None:
+                labels = np.asarray([data[i][1] for i in range(len(data))])
         out = []
         for setting in settings:
             extra: dict[str, Any] = {"k": k, "n_images": len(labels)}

@@ -252,6 +252,15 @@ def test_runs_found_from_recorded_checkpoints(tmp_path: Path) -> None:
     assert f"`{run}`" in report
 
 
+def random_and_published(results: Path, table: str, lead: str):
+    """Build the report, then read one table: the Random rows indexed by the `lead` column,
+    and the published rows."""
+    build_report(str(results), [], best=False, include_quick=False)
+    frame = read_csv(results / "tables" / f"{table}.csv")
+    return (frame[frame["method"] == RANDOM_ROW].set_index(lead),
+            frame[frame["source"].str.startswith("published")])
+
+
 def test_table2_keeps_voc_sets_apart(tmp_path: Path) -> None:
     """One checkpoint measured on the embedded set and on VOC2007: two rows, each cell from
     its own set (a mixed mean would read 50.0), the embedded row's fill command naming
@@ -260,15 +269,12 @@ def test_table2_keeps_voc_sets_apart(tmp_path: Path) -> None:
         record("voc-cls", "fc6-8", "map", 30.0, RANDOM, dataset="voc2007"),
         record("voc-cls", "fc6-8", "map", 70.0, RANDOM, dataset="fmnist-voc"),
         record("voc-cls", "all", "map", 72.5, RANDOM, dataset="fmnist-voc")])
-    build_report(str(tmp_path), [], best=False, include_quick=False)
-    frame = read_csv(tmp_path / "tables" / "table2_voc.csv")
-    rows = frame[frame["method"] == RANDOM_ROW].set_index("VOC set")
+    rows, published = random_and_published(tmp_path, "table2_voc", "VOC set")
     assert rows.loc["voc2007", "Classification FC6-8"] == "30.0"
     assert rows.loc["fmnist-voc", "Classification FC6-8"] == "70.0"
     assert rows.loc["fmnist-voc", "Classification ALL"] == "72.5"
     assert rows.loc["voc2007", "Classification ALL"] == (
         "dcbench eval --task voc-cls --ckpt random:alexnet:0 --setting all --set dataset=voc2007")
-    published = frame[frame["source"].str.startswith("published")]
     assert set(published["VOC set"]) == {"VOC07 (seg: VOC12)"}
 
 
@@ -280,12 +286,9 @@ def test_table5_rows_per_retrieval_set_pair_with_revisited_columns(tmp_path: Pat
         record("retrieval-oxford", "rmac", "map_hard", 1.5, RANDOM, dataset="fmnist-oxford"),
         record("retrieval-paris", "rmac", "map", 12.0, RANDOM, dataset="fmnist-paris"),
         record("retrieval-oxford", "rmac", "map", 40.0, RANDOM, dataset="oxford5k")])
-    build_report(str(tmp_path), [], best=False, include_quick=False)
-    frame = read_csv(tmp_path / "tables" / "table5_retrieval.csv")
-    rows = frame[frame["method"] == RANDOM_ROW].set_index("sets")
+    rows, published = random_and_published(tmp_path, "table5_retrieval", "sets")
     embedded = rows.loc["fmnist-oxford / fmnist-paris"]
     assert (embedded["Oxford5k"], embedded["Paris6k"]) == ("9.0", "12.0")
     assert embedded["ROxford Hard"] == "1.5"         # a percentage: one decimal
     assert rows.loc["Oxford5k / Paris6k", "Oxford5k"] == "40.0"
-    published = frame[frame["source"].str.startswith("published")]
     assert set(published["sets"]) == {"Oxford5k / Paris6k"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dcbench.data.gray_images import GrayImages
+from dcbench.data.gray_images import GrayImages, to_28
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.errors import DataError
 
@@ -42,8 +42,7 @@ def digits_28px() -> tuple[np.ndarray, np.ndarray]:
 
     bunch = load_digits()
     small = np.clip(bunch.images * 16.0, 0, 255).astype(np.uint8)
-    big = np.stack([np.asarray(Image.fromarray(im).resize((28, 28), Image.BILINEAR))
-                    for im in small])
+    big = to_28([Image.fromarray(im) for im in small])
     return big, bunch.target.astype(np.int64)
 
 

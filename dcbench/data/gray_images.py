@@ -14,6 +14,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 
+def to_28(images: list[Image.Image]) -> np.ndarray:
+    """Grey 28x28 uint8 array of PIL images (bilinear): how the smaller and larger grey sets
+    (digits, USPS, COIL) join Fashion-MNIST's format."""
+    return np.stack([np.asarray(im.convert("L").resize((28, 28), Image.BILINEAR))
+                     for im in images])
+
+
 class GrayImages(Dataset):
     classes: list[str] = []
 

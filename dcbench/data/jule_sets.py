@@ -22,19 +22,13 @@ import numpy as np
 from PIL import Image
 
 from dcbench.data.fashion_mnist import FILES, read_idx, validate_idx
-from dcbench.data.gray_images import GrayImages
+from dcbench.data.gray_images import GrayImages, to_28
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.errors import DataError
 
 DIGITS = [str(i) for i in range(10)]
 USPS_FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
 COIL_NAME = re.compile(r"obj(\d+)__(\d+)\.png$")
-
-
-def to_28(images: list[Image.Image]) -> np.ndarray:
-    """Grey 28x28 uint8 array of PIL images (bilinear)."""
-    return np.stack([np.asarray(im.convert("L").resize((28, 28), Image.BILINEAR))
-                     for im in images])
 
 
 # -- MNIST ------------------------------------------------------------------------------------
