@@ -42,6 +42,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+def check_writable_dir(path: str | os.PathLike, what: str) -> None:
+    """Refuse, before any work, a destination folder that is a file or cannot be written
+    (probed with a real temporary file: permissions, read-only mounts, root's CAP_DAC)."""
+    from dcbench.errors import DcbenchError
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise DcbenchError(f"{what} {p} is a file, not a folder; pass a folder path")
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DcbenchError(f"{what} {p} cannot be created: {probe} is a file; pass a folder path")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".dcbench-probe-", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise DcbenchError(f"{what} {p} is not writable (cannot create a file in {probe}: "
+                           f"{e.strerror or e}); choose a folder you can write to") from None
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,19 +86,53 @@ def state_sha256(model: Trunk) -> str:
 
 
 def read_file(path: str | os.PathLike) -> dict[str, Any]:
-    """torch.load with weights_only, turning every failure into a one-line CheckpointError."""
+    """torch.load with weights_only, turning every failure into a one-line CheckpointError
+    that says what the file is and what to do."""
     p = Path(path)
+    if p.is_dir():
+        inside = p / "checkpoint.pth.tar"
+        hint = (f"pass {inside}" if inside.is_file() else "pass a .pth / .pth.tar file")
+        raise CheckpointError(f"--ckpt {p} is a folder, not a checkpoint file; {hint}")
     if not p.is_file():
-        raise CheckpointError(f"checkpoint not found: {p}")
+        raise CheckpointError(f"checkpoint not found: {p}; pass a file path, a pretrained/ "
+                              f"name or random:ARCH[:SEED]")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise CheckpointError(f"{p} is empty (0 bytes); it was cut while being written or "
+                              f"downloaded: {_recovery(p)}")
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(f"{p} is not a PyTorch checkpoint (neither torch.save's zip nor "
+                              f"a pickle); pass a file written by torch.save")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise CheckpointError(f"{p} holds Python objects beyond tensors, which dcbench "
+                                  f"does not unpickle (weights_only); re-save it as "
+                                  f"torch.save({{'state_dict': model.state_dict()}}, path)"
+                                  ) from None
+        raise CheckpointError(f"{p} is truncated or corrupt ({type(e).__name__}); "
+                              f"{_recovery(p)}") from None
     except Exception as e:  # torch raises many types for truncated or foreign files
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{p} is not a readable PyTorch checkpoint "
-                              f"({type(e).__name__}: {first[:160]})") from None
+        raise CheckpointError(f"{p} is truncated or corrupt ({type(e).__name__}); "
+                              f"{_recovery(p)}") from None
     if not isinstance(obj, dict):
-        raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict")
+        raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict; "
+                              f"save a state dict or {{'state_dict': ...}}")
     return obj
+
+
+def _recovery(p: Path) -> str:
+    """What to do with a damaged file: a run folder keeps older checkpoints to fall back to."""
+    kept = sorted(p.parent.glob("checkpoint_*.pth.tar"))
+    if p.name == "checkpoint.pth.tar" and kept:
+        return (f"its run folder keeps {kept[-1].name}: copy it over {p.name} and --resume "
+                f"from there")
+    if p.name == "checkpoint.pth.tar":
+        return ("delete it and rerun the pretraining with --resume (it restarts the lost "
+                "epochs), or copy it again")
+    return "download or copy it again"
 
 
 def normalize_keys(state: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -123,8 +158,30 @@ def infer_arch(state: dict[str, torch.Tensor]) -> str:
         if same_keys and set(trunk) <= set(ref) and all(
                 tuple(ref[k].shape) == tuple(v.shape) for k, v in trunk.items()):
             return arch
-    raise CheckpointError("cannot tell the architecture of this state dict (its keys and "
-                          f"shapes match none of: {', '.join(MODELS)}); is it a dcbench trunk?")
+    raise CheckpointError("cannot tell the architecture of this state dict: "
+                          + closest_arch(state, sobel))
+
+
+def closest_arch(state: dict[str, torch.Tensor], sobel: bool) -> str:
+    """Name the arch the state dict nearly fits and the keys that differ (a user's missing
+    key should be named, not hidden behind 'matches nothing')."""
+    trunk = {k for k in state if not k.startswith(HEAD_PREFIXES)}
+    best = None
+    for arch in MODELS:
+        with torch.device("meta"):
+            ref = build_model(arch, sobel=sobel).trunk_state_dict()
+        need = {k for k in ref if not k.endswith("num_batches_tracked")}
+        missing, extra = sorted(need - trunk), sorted(trunk - set(ref))
+        shapes = sorted(k for k in trunk & need if tuple(state[k].shape) != tuple(ref[k].shape))
+        score = len(missing) + len(extra) + len(shapes)
+        if best is None or score < best[0]:
+            best = (score, arch, missing, extra, shapes)
+    _, arch, missing, extra, shapes = best
+    parts = ([f"missing {_short(missing)}"] if missing else []) + (
+        [f"unexpected {_short(extra)}"] if extra else []) + (
+        [f"other shapes for {_short(shapes)}"] if shapes else [])
+    return (f"closest is {arch} (sobel={sobel}), but it has " + "; ".join(parts)
+            + f"; dcbench reads trunks of: {', '.join(MODELS)}")
 
 
 def _short(keys: list[str], n: int = 6) -> str:
@@ -216,6 +273,10 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
         raise CheckpointError(f"{path} holds a {arch} but pretrained/manifest.json says "
                               f"'{spec}' is a {known['arch']}; re-download {known['url']}")
     sobel = "sobel.0.weight" in state
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path} holds NaN or inf values in {_short(bad, 3)}: the run "
+                              f"that wrote it diverged; use an earlier checkpoint")
     model = build_model(arch, sobel=sobel)
     load_into(model, state, str(path))
     k = model.top_layer.out_features if model.top_layer is not None else None

@@ -20,31 +20,31 @@ def _command_line() -> str:
     return "dcbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+ARCHS = ("alexnet", "vgg16", "alexnet-small")    # dcbench.models.MODELS (a test keeps them equal)
+METHODS = ("deepcluster", "supervised", "jule")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="dcbench")
-def cli() -> None:
+@click.option("--debug", is_flag=True, envvar="DCBENCH_DEBUG",
+              help="show the full traceback of an error [env DCBENCH_DEBUG=1]")
+def cli(debug: bool) -> None:
     """dcbench: DeepCluster-style unsupervised feature learning, benchmarked.
 
-    \b
-    pretrain  train DeepCluster (or the supervised baseline) checkpoints
-    eval      run one registered task on any checkpoint and record the result
-    report    regenerate the paper's tables and figures from recorded results
-    tasks     list the registered tasks, their settings and whether their data is found
-    data      validate dataset roots
-    demo      the whole pipeline on the embedded default, Fashion-MNIST
+    Start with `dcbench demo --quick` (about a minute), then `dcbench demo`.
     """
 
 
 @cli.command()
-@click.option("--method", default="deepcluster", show_default=True,
-              help="deepcluster, supervised (the 'labels' baseline) or jule")
+@click.option("--method", type=click.Choice(METHODS), default="deepcluster", show_default=True,
+              help="supervised is the 'labels' baseline")
 @click.option("--data", "data", default="fashion-mnist", show_default=True,
               help="dataset name (dcbench data list)")
 @click.option("--root", default=None, help="this dataset's folder (overrides --data-root)")
 @click.option("--data-root", default=None, envvar="DCBENCH_DATA",
               help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
-@click.option("--arch", default=None, help="alexnet, vgg16 or alexnet-small "
-              "[default: alexnet-small on 32 px data, else alexnet]")
+@click.option("--arch", type=click.Choice(ARCHS), default=None,
+              help="[default: alexnet-small on 32 px data, else alexnet]")
 @click.option("--k", "k", type=int, default=None,
               help="number of clusters [default: 10000; 100 on fashion-mnist]")
 @click.option("--epochs", type=int, default=None, help="epochs [default: 500; 10 on fashion-mnist]")
@@ -212,23 +212,45 @@ def demo(quick: bool, full: bool, results: str | None, data_root: str | None) ->
     run_demo(quick=quick, results=results, data_root=data_root, full=full)
 
 
+def _debug() -> bool:
+    return "--debug" in sys.argv[1:] or os.environ.get("DCBENCH_DEBUG", "") not in ("", "0")
+
+
 def main() -> None:
+    """Run the CLI: user errors as one line (exit 2), anything unexpected as one line that
+    says it is probably a bug (exit 1); tracebacks only with --debug."""
     try:
         cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted; run the same command again (with --resume for pretrain) to "
-                   "continue", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted; run the same command again (with --resume for pretrain) to "
                    "continue", err=True)
         sys.exit(130)
     except click.exceptions.ClickException as e:
-        e.show()
+        ctx = getattr(e, "ctx", None)
+        where = f" ({ctx.command_path} --help lists the options)" if ctx is not None else ""
+        click.echo(f"error: {e.format_message()}{where}", err=True)
+        sys.exit(e.exit_code)
+    except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except DcbenchError as e:
+        if _debug():
+            raise
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except OSError as e:
+        if _debug():
+            raise
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        click.echo(f"error: cannot access{where}: {e.strerror or e}; check the path, its "
+                   f"permissions and free disk space (--debug shows the traceback)", err=True)
+        sys.exit(2)
+    except Exception as e:  # noqa: BLE001  (the last line of defence: one line, not a trace)
+        if _debug():
+            raise
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        click.echo(f"error: unexpected {type(e).__name__}: {first} (probably a dcbench bug: "
+                   f"rerun with --debug for the traceback and report it)", err=True)
+        sys.exit(1)
     finally:
         if "torch.distributed" in sys.modules and os.environ.get("WORLD_SIZE"):
             from dcbench.distributed import shutdown

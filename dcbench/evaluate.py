@@ -21,6 +21,7 @@ import torch
 
 import dcbench
 from dcbench import distributed, tasks
+from dcbench.atomic import check_writable_dir
 from dcbench.checkpoint import CheckpointInfo, load_trunk, tensor_sha256
 from dcbench.data.registry import candidate_roots, ensure_root, resolve_root
 from dcbench.errors import DcbenchError
@@ -29,7 +30,15 @@ from dcbench.models import Trunk
 from dcbench.models.fold_bn import folded_copy
 from dcbench.progress import say
 from dcbench.provenance import code_version, config_hash
-from dcbench.results import Record, append_records, cache_key, recorded_keys, results_dir
+from dcbench.results import (
+    Record,
+    cache_key,
+    computing,
+    recorded_keys,
+    results_dir,
+    save_records,
+)
+from dcbench.schema import EVAL, check_values
 
 
 def parse_value(text: str) -> Any:
@@ -51,7 +60,10 @@ def parse_value(text: str) -> Any:
 
 def parse_overrides(task: tasks.Task, overrides: tuple[str, ...] | list[str]
                     ) -> dict[str, Any]:
-    """`--set KEY=VALUE` pairs checked against the task's options (their defaults' types)."""
+    """`--set KEY=VALUE` pairs checked against the task's options and their declared fields
+    (dcbench.schema: type, range, choices)."""
+    from dcbench.schema import check_value, option_field
+
     out: dict[str, Any] = {}
     valid = task.options
     listing = ", ".join(f"{k}={v}" for k, v in valid.items()) or "none"
@@ -59,18 +71,16 @@ def parse_overrides(task: tasks.Task, overrides: tuple[str, ...] | list[str]
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise DcbenchError(f"--set expects KEY=VALUE, got '{item}'")
+            raise DcbenchError(f"--set expects KEY=VALUE, got '{item}'; e.g. --set epochs=5")
         if key not in valid:
             raise DcbenchError(f"task '{task.name}' has no option '{key}'; its options: "
                                f"{listing}")
-        value, default = parse_value(text), valid[key]
-        if isinstance(default, float) and type(value) is int:
-            value = float(value)
-        if default is not None and value is not None and type(value) is not type(default):
-            raise DcbenchError(f"option '{key}' of task '{task.name}' takes "
-                               f"{type(default).__name__} values (default {default}), "
-                               f"got '{text}'")
-        out[key] = value
+        field = option_field(task, key)
+        if text.strip().lower() in ("none", "null"):
+            value = None                            # the task's default
+        else:
+            value = text.strip() if field.kind in (str, tuple) else parse_value(text)
+        out[key] = check_value(f"--set {key}", value, field, sep="=")
     return out
 
 
@@ -169,13 +179,14 @@ def settings_for_trunk(task: tasks.Task, settings: list[str], trunk: Trunk,
 
 def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written."""
+    opts = check_values(opts, EVAL)
     task = tasks.get_task(opts["task"])
     settings = tasks.expand_settings(task, list(opts.get("settings") or ()))
     options = parse_overrides(task, opts.get("overrides") or ())
-    first, n_seeds = int(opts.get("seed") or 0), int(opts.get("seeds") or 1)
-    if n_seeds < 1:
-        raise DcbenchError(f"--seeds must be at least 1, got {n_seeds}")
+    first = 0 if opts.get("seed") is None else int(opts["seed"])
+    n_seeds = 1 if opts.get("seeds") is None else int(opts["seeds"])
     results = opts.get("results")
+    check_writable_dir(results_dir(results), "--results")
     device = distributed.pick_device()
     ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
                            out_dir=results_dir(results), quick=bool(opts.get("quick")),
@@ -193,24 +204,27 @@ def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
 
     written: list[Record] = []
     for seed in range(first, first + n_seeds):
-        done = set() if opts.get("force") else recorded_keys(results)
-        todo = [s for s in settings
-                if cache_key(task.name, s, info.sha256, chash, seed) not in done]
-        for s in settings:
-            if s not in todo:
-                say(f"skip {task.name} {s} seed {seed}: already recorded for this checkpoint "
-                    f"and config ({chash}); --force reruns it")
-        if not todo:
-            continue
-        ctx.seed = seed
-        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        t0 = time.perf_counter()
-        measurements = run_frozen_checked(task, trunk, todo, ctx)
-        records = make_records(task, measurements, todo, info, ctx, config, chash, started,
-                               time.perf_counter() - t0, command)
-        if distributed.is_main():
-            append_records(records, results)
-        written.extend(records)
+        # one eval of a (task, checkpoint, config, seed) at a time: a second identical one
+        # waits, then finds the records and skips instead of computing and appending twice
+        with computing(results_dir(results), (task.name, info.sha256, chash, seed)):
+            done = set() if opts.get("force") else recorded_keys(results)
+            todo = [s for s in settings
+                    if cache_key(task.name, s, info.sha256, chash, seed) not in done]
+            for s in settings:
+                if s not in todo:
+                    say(f"skip {task.name} {s} seed {seed}: already recorded for this "
+                        f"checkpoint and config ({chash}); --force reruns it")
+            if not todo:
+                continue
+            ctx.seed = seed
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            t0 = time.perf_counter()
+            measurements = run_frozen_checked(task, trunk, todo, ctx)
+            records = make_records(task, measurements, todo, info, ctx, config, chash,
+                                   started, time.perf_counter() - t0, command)
+            if distributed.is_main():
+                save_records(records, results)
+            written.extend(records)
     if written:
         print(summary(written))
     return written
@@ -229,7 +243,9 @@ def _data_status(name: str, data_root: str | None) -> str:
         if get_dataset_spec(name).builder is not None:
             first = looked.split(", ")[0]
             return f"{name} (embedded, not built yet: built on first use at {first})"
-        return f"{name} (MISSING; looked in: {looked or 'nowhere, set --data-root'})"
+        if not looked:
+            return f"{name} (MISSING: no location known; pass --data-root DIR holding DIR/{name})"
+        return f"{name} (MISSING; looked in: {looked})"
 
 
 def task_table(data_root: str | None = None) -> str:

@@ -9,9 +9,16 @@ config hash, seed) already recorded is a cache hit: `dcbench eval` skips it unle
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -75,21 +82,104 @@ def append_records(records: list[Record], results: str | os.PathLike | None = No
     return path
 
 
+def save_records(records: list[Record], results: str | os.PathLike | None = None) -> Path:
+    """Append to records.jsonl; if that fails (disk full, folder gone, permissions changed
+    mid-run), the computed records are written beside the working directory instead and
+    the error says where: a result, once computed, is never lost."""
+    try:
+        return append_records(records, results)
+    except OSError as e:
+        from dcbench.errors import DcbenchError
+
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        for folder in (Path.cwd(), Path(tempfile.gettempdir())):
+            rescue = folder / f"dcbench-unsaved-records-{stamp}-{os.getpid()}.jsonl"
+            try:
+                atomic_append_lines(rescue, [r.to_json() for r in records])
+            except OSError:
+                continue
+            raise DcbenchError(f"could not write {records_path(results)} ({e.strerror or e}); "
+                               f"the {len(records)} computed records are saved in {rescue}: "
+                               f"append them with cat {rescue} >> "
+                               f"{records_path(results)}") from None
+        raise
+
+
+@contextmanager
+def computing(root: Path, key: tuple) -> Iterator[None]:
+    """Hold a lock per (task, checkpoint, config, seed) while it is computed and recorded,
+    so two identical evals started together do the work once: the second waits, then finds
+    the records. One process under torchrun per rank would deadlock on it: no lock there."""
+    from dcbench import distributed
+    from dcbench.progress import say
+
+    if distributed.is_distributed():
+        yield
+        return
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    lock_path = root / ".locks" / f"{digest}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another dcbench eval of the same task, checkpoint, config and "
+                f"seed to finish (lock {lock_path})")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+# what a line must hold to be a record: key -> accepted types (the rest is provenance)
+REQUIRED: dict[str, tuple[type, ...]] = {
+    "task": (str,), "setting": (str,), "metric": (str,), "value": (int, float),
+    "checkpoint": (dict,), "seed": (int,), "config_hash": (str,),
+}
+_warned: set[tuple[str, int, str]] = set()
+
+
+def record_problem(obj: Any) -> str | None:
+    """Why a parsed line is not a record (None when it is one)."""
+    if not isinstance(obj, dict):
+        return f"a JSON {type(obj).__name__}, not an object"
+    for key, kinds in REQUIRED.items():
+        if key not in obj:
+            return f"no '{key}'"
+        if not isinstance(obj[key], kinds) or isinstance(obj[key], bool):
+            return f"'{key}' is {obj[key]!r}"
+    if not isinstance(obj["checkpoint"].get("sha256"), str):
+        return "no checkpoint sha256"
+    return None
+
+
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a file (an absent file has none). A corrupt line is a clear error."""
+    """All records of a file (an absent file has none). A line that is not a record (bad
+    JSON, or JSON without the record's fields) is skipped with a warning naming file and
+    line: one bad line never hides the others or stops a report."""
     p = Path(path)
     if not p.exists():
         return []
+    if not p.is_file():
+        from dcbench.errors import DcbenchError
+        raise DcbenchError(f"{p} is not a file; --results must be a folder holding "
+                           f"records.jsonl")
     out = []
-    for n, line in enumerate(p.read_text().splitlines(), 1):
+    for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            obj = json.loads(line)
+            why = record_problem(obj)
         except json.JSONDecodeError as e:
-            from dcbench.errors import DcbenchError
-            raise DcbenchError(f"{p}:{n} is not a JSON record ({e.msg}); fix or delete that "
-                               f"line") from None
+            why = f"not JSON: {e.msg}"
+        if why is None:
+            out.append(obj)
+        elif (str(p), n, line) not in _warned:
+            _warned.add((str(p), n, line))
+            print(f"warning: {p}:{n} is not a dcbench record ({why}); skipped (fix or "
+                  f"delete that line)", file=sys.stderr)
     return out
 
 

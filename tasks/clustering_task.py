@@ -84,6 +84,10 @@ class Clustering(OnLabelledDataset):
         data = labelled_split(cfg["dataset"], cfg["split"], transform_for(cfg["dataset"], "eval"),
                               ctx.data_root, cfg["max_images"])
         k = cfg["k"] or num_classes(data)
+        if k >= len(data):
+            raise DcbenchError(f"k = {k} clusters needs more than the {len(data)} images "
+                               f"(max_images {cfg['max_images']}); lower --set k or raise "
+                               f"max_images")
         rc_layer = "embed" if "embed" in trunk.tap_names() else "fc7"
         layers = [s for s in settings if s in LAYERS]
         pooled = layers + ([rc_layer] if "jule-rc" in settings and rc_layer not in layers else [])

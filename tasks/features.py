@@ -13,6 +13,7 @@ from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import iter_taps
 from dcbench.models import Trunk
+from dcbench.progress import say
 
 from .pooling import Pooler
 from .registry import RunContext
@@ -23,11 +24,17 @@ MAX_HELD_MB = 4096       # collect() refuses to hold more features than this
 
 def iter_pooled(trunk: Trunk, pooler: Pooler, data: Dataset, ctx: RunContext,
                 desc: str) -> Iterator[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
-    """(targets, {layer: (B, D) float32 on ctx.device}) per batch, in dataset order."""
+    """(targets, {layer: (B, D) float32 on ctx.device}) per batch, in dataset order.
+    Unreadable images are skipped and said on screen at the end."""
     loader = make_loader(data, BATCH_SIZE, workers=ctx.workers, seed=ctx.seed)
-    for _, targets, taps, _ in iter_taps(trunk, loader, pooler.layers, ctx.device, desc):
+    skipped = 0
+    for _, targets, taps, n_skipped in iter_taps(trunk, loader, pooler.layers, ctx.device,
+                                                 desc):
+        skipped += n_skipped
         if taps:
             yield torch.from_numpy(targets).to(ctx.device), pooler(taps)
+    if skipped:
+        say(f"{desc}: {skipped} of {len(data)} images could not be read and were skipped")
 
 
 def collect(trunk: Trunk, pooler: Pooler, data: Dataset, ctx: RunContext,

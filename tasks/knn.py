@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 
 from .features import collect, iter_pooled
@@ -88,11 +89,17 @@ class KNN(OnLabelledDataset):
         tf = transform_for(ds, "eval")
         train = labelled_split(ds, cfg["train_split"], tf, ctx.data_root, cfg["max_train"])
         test = labelled_split(ds, cfg["test_split"], tf, ctx.data_root, cfg["max_test"])
+        if cfg["k"] > len(train):
+            raise DcbenchError(f"--set k={cfg['k']} is more than the {len(train)} training "
+                               f"images (max_train {cfg['max_train']}); lower k or raise "
+                               f"max_train")
         n_classes = num_classes(train)
         pooler = Pooler(trunk, settings, ctx.device)
         queries, labels = collect(trunk, pooler, test, ctx, f"{self.name} queries")
         tops = {k: RunningTopK(F.normalize(q, dim=1), cfg["k"]) for k, q in queries.items()}
+        n_train = 0
         for targets, pooled in iter_pooled(trunk, pooler, train, ctx, f"{self.name} bank"):
+            n_train += len(targets)
             for k, v in pooled.items():
                 tops[k].add(F.normalize(v, dim=1), targets)
         truth = torch.from_numpy(labels).to(ctx.device)
@@ -107,6 +114,6 @@ class KNN(OnLabelledDataset):
                     setting=layer, dataset=ds, split=cfg["test_split"], metric=metric,
                     value=100.0 * float(value),
                     extra={"k": cfg["k"], "temperature": cfg["temperature"],
-                           "dim": pooler.dims[layer], "n_train": len(train),
-                           "n_test": len(test), "n_classes": n_classes}))
+                           "dim": pooler.dims[layer], "n_train": n_train,
+                           "n_test": len(labels), "n_classes": n_classes}))
         return out

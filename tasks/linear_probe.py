@@ -43,7 +43,7 @@ from dcbench.data import get_dataset_spec, make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import to_device
 from dcbench.models import Trunk
-from dcbench.progress import progress
+from dcbench.progress import progress, say
 
 from .inputs import (
     QUICK_TEST,
@@ -129,11 +129,14 @@ class PooledBatches:
         self.cache_targets: torch.Tensor | None = None
         self.want_cache = cache
         self.n = len(data)
+        self.readable = len(data)           # set to the rows read by the first pass
+        self.readable_said = False
 
     def _stream(self):
-        rows = 0
-        for images, targets, _, _ in progress(self.loader, self.desc, total=len(self.loader),
-                                              unit="batch"):
+        rows, skipped = 0, 0
+        for images, targets, _, n_skipped in progress(self.loader, self.desc,
+                                                      total=len(self.loader), unit="batch"):
+            skipped += n_skipped
             if images is None:
                 continue
             views = images.shape[1] if images.dim() == 5 else 1
@@ -146,6 +149,10 @@ class PooledBatches:
                 self._store(rows, feats, targets)
             rows += len(targets)
             yield feats, targets
+        self.readable = rows                # the images actually used (for the record)
+        if skipped and self.readable_said is False:
+            say(f"{self.desc}: {skipped} of {self.n} images could not be read and were skipped")
+            self.readable_said = True
         if self.want_cache and self.cache is not None:
             self.cache = {k: v[:rows] for k, v in self.cache.items()}
             self.cache_targets = self.cache_targets[:rows]
@@ -287,7 +294,8 @@ class LinearProbe(Task):
                     value=curve[-1], best=curve[best_epoch], best_epoch=best_epoch + 1,
                     epochs=epochs,
                     extra={"curve": curve, "train_loss": losses, "dim": pooler.dims[k],
-                           "n_train": len(train), "n_test": len(test),
+                           "n_train": train_batches.readable,
+                           "n_test": test_batches.readable,
                            "n_classes": n_classes, "cached_features": cache}))
         return out
 

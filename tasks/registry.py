@@ -62,6 +62,7 @@ class Task:
     eval_only: bool = False         # only eval-mode forwards: it gets a BN-folded copy
     default_settings: tuple[str, ...] | None = None   # what `--setting` defaults to
     options: dict[str, Any] = {}    # the `--set KEY=VALUE` options and their defaults
+    option_fields: dict[str, Any] = {}  # their types/ranges where dcbench.schema's differ
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
         """The resolved hyperparameters of a run (recorded and hashed into the cache key)."""

@@ -103,7 +103,8 @@ def test_in_process_error_is_one_line_too(tmp_path: Path, monkeypatch, capsys) -
 @pytest.mark.parametrize(("args", "message"), [
     (["--set", "eta=0.5"], "--set is for JULE's options; deepcluster takes its options"),
     (["--method", "jule", "--data", "digits", "--set", "eta"], "expected KEY=VALUE"),
-    (["--method", "jule", "--data", "digits", "--set", "eta=2"], "eta must be in (0, 1]"),
+    (["--method", "jule", "--data", "digits", "--set", "eta=2"],
+     "--set eta=2 is out of range: expected a number in (0, 1]"),
 ])
 def test_pretrain_set_is_checked_before_any_work(args, message, tmp_path, monkeypatch, capsys):
     out = tmp_path / "run"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -12,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dcbench import tasks
+import dcbench
+from dcbench import evaluate, tasks
 from dcbench.checkpoint import save_checkpoint
 from dcbench.errors import DcbenchError
 from dcbench.evaluate import parse_overrides, parse_value, run_eval, task_table
@@ -104,13 +106,51 @@ def test_overrides_are_checked_against_the_task_options() -> None:
         {"epochs": 3, "lr": 1.0, "head_bn": False, "max_train": 100}
     with pytest.raises(DcbenchError, match="no option 'epoch'.*epochs=10"):
         parse_overrides(task, ("epoch=3",))
-    with pytest.raises(DcbenchError, match="takes int values"):
+    with pytest.raises(DcbenchError, match=r"--set epochs=many: expected an integer in \[1, inf\)"):
         parse_overrides(task, ("epochs=many",))
     with pytest.raises(DcbenchError, match="KEY=VALUE"):
         parse_overrides(task, ("epochs",))
 
 
-def test_record_has_every_field(tmp_path: Path, toy_tasks: None) -> None:
+RANDOM_SMALL_0_SHA256 = "cbee22d6be9276754a513608c3891ccb3c860f67327e16def20ea859a0325935"
+
+
+def git_code_version() -> str:
+    """What `git rev-parse --short=12 HEAD` names this checkout ('git:<12 hex>'), or the
+    package version outside a git checkout."""
+    if not (REPO / ".git").exists():
+        return f"dcbench=={dcbench.__version__}"
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    return f"git:{sha}"
+
+
+class FrozenClock:
+    """The time module as dcbench.evaluate sees it, with a perf_counter that only moves when
+    a test advances it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def test_record_has_every_field(tmp_path: Path, toy_tasks: None,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = FrozenClock()
+    measure = evaluate.run_frozen_checked
+
+    def measured_in_1_25_s(*args, **kwargs):
+        out = measure(*args, **kwargs)
+        clock.now += 1.25
+        return out
+
+    monkeypatch.setattr(evaluate, "time", clock)
+    monkeypatch.setattr(evaluate, "run_frozen_checked", measured_in_1_25_s)
     records = run_eval(opts("toy-constant", tmp_path, overrides=("scale=2",)), command="cmd x")
     assert [r.setting for r in records] == ["a", "b"]
     raw = read_records(records_path(tmp_path))
@@ -119,13 +159,15 @@ def test_record_has_every_field(tmp_path: Path, toy_tasks: None) -> None:
         assert set(row) == set(Record.__dataclass_fields__)
         assert row["command"] == "cmd x" and row["quick"] is True and row["seed"] == 0
         assert row["checkpoint"]["path"] == "random:alexnet-small:0"
-        assert row["checkpoint"]["arch"] == "alexnet-small" and len(row["checkpoint"]["sha256"])
+        assert row["checkpoint"]["arch"] == "alexnet-small"
+        assert row["checkpoint"]["sha256"] == RANDOM_SMALL_0_SHA256   # sha256 of its name
         assert row["config"]["scale"] == 2.0 and row["config"]["options"] == {"scale": 2.0}
         assert row["config_hash"] == config_hash(row["config"])
         assert (row["best"], row["best_epoch"], row["epochs"]) == (row["value"] + 1.0, 3, 3)
-        assert row["code_version"] and row["dcbench_version"]
+        assert row["code_version"] in (git_code_version(), git_code_version() + "+dirty")
+        assert row["dcbench_version"] == dcbench.__version__
         assert datetime.fromisoformat(row["started"]).tzinfo is not None
-        assert row["seconds"] >= 0 and row["device"] in ("cpu", "cuda:0")
+        assert row["seconds"] == 1.25 and row["device"] in ("cpu", "cuda:0")
         assert row["world_size"] == 1
 
 

@@ -80,11 +80,11 @@ def test_lr_follows_the_inv_schedule():
 
 
 @pytest.mark.parametrize(("sets", "message"), [
-    ({"eta": 1.5}, "eta must be in"),
-    ({"eta": 0}, "eta must be in"),
-    ({"k_s": 0}, "k_s must be >= 1"),
+    ({"eta": 1.5}, r"--set eta=1.5 is out of range: expected a number in \(0, 1\]"),
+    ({"eta": 0}, r"--set eta=0 is out of range"),
+    ({"k_s": 0}, r"--set k_s=0 is out of range: expected an integer in \[1, inf\)"),
     ({"bogus": 1}, "has no such option"),
-    ({"margin": "wide"}, "takes float values"),
+    ({"margin": "wide"}, r"--set margin=wide: expected a number in \[0, inf\)"),
     ({"split": "train"}, "has splits all"),
 ])
 def test_bad_jule_options_are_refused_before_any_work(tmp_path: Path, sets, message):

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from dcbench.errors import DcbenchError
 from dcbench.report import build_report
 from dcbench.report.tables import paper_tables
 from dcbench.results import load_frame
@@ -157,6 +158,7 @@ def test_notes_name_the_config_shown(results: Path) -> None:
 
 
 def test_empty_results_still_write_every_table(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
     report = build_report(tmp_path / "empty", runs=None).read_text()
     tables = tmp_path / "empty" / "tables"
     for name in ("table1_linear", "table2_voc", "table3_training_set", "table4_arch",
@@ -234,9 +236,17 @@ def test_explicit_runs_and_stale_figures(results: Path, tmp_path: Path) -> None:
     write_run(tmp_path / "elsewhere" / "dc", "kmeans", [4, 3, 2])
     build_report(results, runs=[str(tmp_path / "elsewhere" / "dc")])
     assert_png(results / "figures" / "fig3_cluster_sizes.png")
-    # a folder without a log is named, and a figure with nothing to draw is removed
-    report = build_report(results, runs=[str(tmp_path / "missing")]).read_text()
-    assert "no log.jsonl" in report
+    # a misspelt or foreign --runs is refused before anything is written
+    before = (results / "report.md").read_bytes()
+    with pytest.raises(DcbenchError, match="--runs .*missing is not a folder"):
+        build_report(results, runs=[str(tmp_path / "missing")])
+    (tmp_path / "no_log").mkdir()
+    with pytest.raises(DcbenchError, match="--runs .*no_log holds no log.jsonl"):
+        build_report(results, runs=[str(tmp_path / "no_log")])
+    assert (results / "report.md").read_bytes() == before
+    # a figure with nothing left to draw is removed
+    write_run(tmp_path / "elsewhere" / "sup", None, None)
+    build_report(results, runs=[str(tmp_path / "elsewhere" / "sup")])
     assert not (results / "figures" / "fig3_cluster_sizes.png").exists()
     assert (results / "figures" / "probe_layers.png").exists()
 

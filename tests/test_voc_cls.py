@@ -116,9 +116,9 @@ def test_quick_eval_records_final_best_and_per_class(voc_quick_root: Path,
 
 
 @pytest.mark.parametrize("override, message", [
-    ("iterations=0", "iterations must be at least 1"),
+    ("iterations=0", r"--set iterations=0 is out of range: expected an integer in \[1"),
     ("scale_min=0.6", "scale_min <= scale_max"),
-    ("lr=-1", "lr must be positive"),
+    ("lr=-1", r"--set lr=-1 is out of range: expected a number in \(0, inf\)"),
 ])
 def test_bad_options_refused_before_work(override: str, message: str, tmp_path: Path) -> None:
     opts = {"task": "voc-cls", "ckpt": "random:alexnet-small", "quick": True,

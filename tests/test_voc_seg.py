@@ -151,10 +151,10 @@ def test_quick_eval_records_miou_pixel_accuracy_and_per_class(voc_quick_root: Pa
 
 
 @pytest.mark.parametrize("override, message", [
-    ("iterations=0", "iterations must be at least 1"),
-    ("loss=avg", "loss must be 'sum'"),
-    ("scale=0", "scale must be in"),
-    ("lr=0", "lr must be positive"),
+    ("iterations=0", r"--set iterations=0 is out of range"),
+    ("loss=avg", r"--set loss=avg: expected one of sum, mean"),
+    ("scale=0", r"--set scale=0 is out of range: expected a number in \(0, 16\]"),
+    ("lr=0", r"--set lr=0 is out of range"),
 ])
 def test_bad_options_refused_before_work(override: str, message: str, tmp_path: Path) -> None:
     opts = {"task": "voc-seg", "ckpt": "random:alexnet-small", "quick": True,

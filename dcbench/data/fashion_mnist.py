@@ -65,6 +65,23 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, count=want, offset=offset).reshape(dims)
 
 
+def check_complete(path: Path, expected: int) -> None:
+    """Stream the whole file (bounded memory): a cut .gz fails its CRC/length check at the
+    end of the stream, a short plain file has fewer bytes than its header promises."""
+    got = 0
+    try:
+        with _open(path) as f:
+            while chunk := f.read(1 << 20):
+                got += len(chunk)
+    except (OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{path} is truncated or corrupt ({e}); re-install the dataset "
+                        f"(apt-get install --reinstall dataset-fashion-mnist) or copy it "
+                        f"again") from None
+    if got < expected:
+        raise DataError(f"{path} is truncated ({got} of {expected} bytes); re-install the "
+                        f"dataset or copy it again")
+
+
 def validate_idx(name: str, root: Path, classes: list[str]) -> ValidationReport:
     """The four idx files of an MNIST-format set: headers agree, 28x28 images, per-class counts."""
     splits, per_class = {}, {}
@@ -77,6 +94,7 @@ def validate_idx(name: str, root: Path, classes: list[str]) -> ValidationReport:
         if (h, w) != (28, 28):
             raise DataError(f"{root / img_name} holds {h}x{w} images, expected 28x28")
         labels = read_idx(root / lbl_name, 2049)
+        check_complete(root / img_name, 16 + n_img * h * w)
         splits[split] = n_img
         counts = np.bincount(labels, minlength=len(classes))
         per_class[split] = {c: int(k) for c, k in zip(classes, counts)}

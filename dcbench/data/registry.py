@@ -111,6 +111,10 @@ def resolve_root(name: str, root: str | os.PathLike | None = None,
     if not cands:
         raise DataError(f"no root for dataset '{name}': pass --data-root DIR (holding "
                         f"DIR/{name}) or set DCBENCH_DATA{get_dataset_spec(name).needs_root_hint}")
+    if root is not None:
+        raise DataError(f"--root {root} is not a folder; point --root at the folder holding "
+                        f"'{name}' itself (or drop it and pass --data-root DIR holding "
+                        f"DIR/{name})")
     looked = ", ".join(str(c) for c in cands)
     raise DataError(f"dataset '{name}' not found (looked in: {looked}); pass --data-root or "
                     f"set DCBENCH_DATA{get_dataset_spec(name).needs_root_hint}")

@@ -14,7 +14,7 @@ from typing import Any
 from dcbench import distributed as dist
 from dcbench.methods import deepcluster, supervised
 from dcbench.methods.config import resolve
-from dcbench.methods.session import Session, build_session, print_config
+from dcbench.methods.session import Session, build_session
 from dcbench.progress import say
 from dcbench.threads import configure_threads
 
@@ -29,9 +29,11 @@ def _summary(row: dict[str, Any], total: int, eta: float) -> str:
         v = row.get(key)
         return "-" if v is None else fmt.format(v)
     secs = " ".join(f"{k} {v:.0f}s" for k, v in row["seconds"].items())
+    skipped = (f"  skipped {row['skipped_images']} unreadable images"
+               if row.get("skipped_images") else "")
     return (f"epoch {row['epoch']}/{total}  loss {row['loss']:.3f}  nmi_labels "
             f"{f('nmi_labels')}  nmi_prev {f('nmi_prev')}  empty {f('empty_reseeded', '{}')}"
-            f"  | {secs} | ETA {eta / 60:.1f} min")
+            f"{skipped}  | {secs} | ETA {eta / 60:.1f} min")
 
 
 def run_pretraining(opts: dict[str, Any], command: str = "") -> Session | dict[str, Any]:
@@ -44,7 +46,6 @@ def run_pretraining(opts: dict[str, Any], command: str = "") -> Session | dict[s
     device = dist.init()
     cfg["world_size"] = dist.world_size()
     configure_threads()
-    print_config(cfg)
     session = build_session(cfg, command, device, resume=bool(opts.get("resume")))
     epoch_fn = METHODS[cfg["method"]]
     total = cfg["epochs"]

@@ -24,9 +24,11 @@ from dcbench.clustering.metrics import size_stats
 from dcbench.clustering.pca import Moments, PCAWhitening
 from dcbench.clustering.pic import pic
 from dcbench.data import make_loader
+from dcbench.errors import DcbenchError
 from dcbench.extract import iter_taps
 from dcbench.models import Trunk
 from dcbench.models.fold_bn import folded_copy
+from dcbench.progress import say
 
 FEATURE_TAP = "fc7_pre"
 
@@ -59,6 +61,10 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
 
     t1 = time.time()
     moments.all_reduce()
+    if moments.n < 2:
+        raise DcbenchError(f"only {moments.n} of the {min(n, pca_sample)} images sampled for "
+                           f"the PCA could be read (missing, empty or corrupt files); check "
+                           f"the dataset with dcbench data validate")
     pca = PCAWhitening.from_moments(moments, pca_dim)
     dim = pca.proj.shape[1]
     out = np.zeros((n, dim), dtype=np.float32)      # the only N-sized buffer: N x pca_dim
@@ -99,6 +105,13 @@ def assign(trunk: Trunk, dataset: Dataset, cfg: dict[str, Any], seed: int,
     indices, x, seconds = reduced_features(
         trunk, dataset, pca_dim=cfg["pca_dim"], pca_sample=cfg["pca_sample"],
         batch_size=cfg["batch_size"], workers=cfg["workers"], seed=seed, device=device)
+    if len(indices) < cfg["k"]:
+        raise DcbenchError(f"only {len(indices)} of {len(dataset)} images could be read, fewer "
+                           f"than k = {cfg['k']} clusters; fix the unreadable files (dcbench "
+                           f"data validate) or lower --k")
+    if len(indices) < len(dataset):
+        say(f"clustering: {len(dataset) - len(indices)} of {len(dataset)} images could not be "
+            f"read and were skipped (counted as skipped_images in log.jsonl)")
     assignment = np.full(len(dataset), -1, dtype=np.int64)
     stats: dict[str, Any] = {}
     if dist.is_main():

@@ -14,6 +14,7 @@ from typing import Any
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
 from dcbench.models import MODELS
+from dcbench.schema import PRETRAIN, check_values
 
 PAPER = {"arch": "alexnet", "k": 10000, "epochs": 500, "pca_dim": 256, "min_scale": 0.08}
 SMALL = {"arch": "alexnet-small", "k": 100, "epochs": 10, "pca_dim": 128, "min_scale": 0.3}
@@ -25,6 +26,7 @@ METHOD_NAMES = ("deepcluster", "supervised", "jule")     # jule: dcbench/methods
 
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     """CLI options (None = default) -> the full config that is printed, saved and hashed."""
+    opts = check_values(opts, PRETRAIN)
     method = opts.get("method") or "deepcluster"
     if method not in METHOD_NAMES:
         raise DcbenchError(f"unknown method '{method}'; choose one of: {', '.join(METHOD_NAMES)}")
@@ -39,12 +41,12 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
         "sobel": bool(opts.get("sobel", True)),
         "clustering": opts.get("clustering") or "kmeans",
         "sampler": opts.get("sampler") or "uniform",
-        "reassign": float(opts.get("reassign") or 1.0),
+        "reassign": 1.0 if opts.get("reassign") is None else float(opts["reassign"]),
         "seed": int(opts["seed"]) if opts.get("seed") is not None else 31,
         "max_images": opts.get("max_images"),
         "pca_sample": int(opts.get("pca_sample") or 50_000),
         "kmeans_iters": int(opts.get("kmeans_iters") or 20),
-        "save_every": int(opts.get("save_every") or 0),
+        "save_every": 0 if opts.get("save_every") is None else int(opts["save_every"]),
         "workers": opts.get("workers"),
         "out": str(opts["out"]),
     })
@@ -58,13 +60,6 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
                            f"{' or '.join(fits)}")
     if method == "supervised" and not spec.labelled:
         raise DcbenchError(f"the supervised baseline needs labels and '{spec.name}' has none")
-    for key in ("k", "epochs", "batch_size", "pca_dim"):
-        if int(cfg[key]) < 1:
-            raise DcbenchError(f"--{key.replace('_', '-')} must be at least 1, got {cfg[key]}")
-    if cfg["lr"] <= 0:
-        raise DcbenchError(f"--lr must be positive, got {cfg['lr']}")
-    if cfg["reassign"] <= 0:
-        raise DcbenchError(f"--reassign must be positive, got {cfg['reassign']}")
     return cfg
 
 

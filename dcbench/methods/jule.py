@@ -47,8 +47,11 @@ from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
 from dcbench.methods.run_dir import RunDir
+from dcbench.methods.session import check_max_images
 from dcbench.models import build_model
 from dcbench.progress import bar, say
+from dcbench.schema import JULE as JULE_FIELDS
+from dcbench.schema import PRETRAIN, check_value, check_values
 
 DEFAULTS: dict[str, Any] = {
     "arch": "jule-32", "epochs": 20, "batch_size": 100, "lr": 0.01, "momentum": 0.9,
@@ -56,13 +59,6 @@ DEFAULTS: dict[str, Any] = {
     "target": None, "split": None, "chunk": 10, "min_size": 1,
 }
 # (type, lowest allowed value) of every JULE option; `target` None = the number of classes
-SCHEMA: dict[str, tuple[type, float]] = {
-    "epochs": (int, 1), "batch_size": (int, 2), "lr": (float, 1e-12), "momentum": (float, 0.0),
-    "wd": (float, 0.0), "k_s": (int, 1), "k_c": (int, 1), "eta": (float, 1e-9),
-    "gamma": (float, 0.0), "margin": (float, 0.0), "negatives": (int, 1), "target": (int, 2),
-    "chunk": (int, 2), "min_size": (int, 1),
-}
-
 
 # pretrain flags JULE has no use for: (flag, option key, the CLI's default)
 DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
@@ -73,6 +69,7 @@ DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
 
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     """CLI options -> JULE's full config (checked before any work)."""
+    opts = check_values(opts, PRETRAIN)
     spec = get_dataset_spec(opts.get("data") or "digits")
     if spec.size != "small":
         raise DcbenchError(f"JULE runs on small grayscale sets (digits, fashion-mnist); "
@@ -92,17 +89,9 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     for key, default in DEFAULTS.items():
         value = sets.get(key, opts.get(key))
         cfg[key] = default if value is None else value
-    for key, (kind, low) in SCHEMA.items():
-        if cfg[key] is None:
-            continue
-        try:
-            cfg[key] = kind(cfg[key])
-        except (TypeError, ValueError):
-            raise DcbenchError(f"JULE option {key} takes {kind.__name__} values, got "
-                               f"{cfg[key]!r}") from None
-        if cfg[key] < low or (key == "eta" and cfg[key] > 1):
-            bound = "in (0, 1]" if key == "eta" else f">= {low:g}"
-            raise DcbenchError(f"JULE option {key} must be {bound}, got {cfg[key]}")
+    for key, field in JULE_FIELDS.items():
+        flag = f"--set {key}" if key in sets else f"--{key.replace('_', '-')}"
+        cfg[key] = check_value(flag, cfg[key], field, sep="=" if key in sets else " ")
     cfg["split"] = cfg["split"] or ("test" if "test" in spec.splits else spec.splits[0])
     if cfg["split"] not in spec.splits:
         raise DcbenchError(f"--set split={cfg['split']}: '{spec.name}' has splits "
@@ -166,8 +155,9 @@ def load_images(cfg: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray | None]:
     """The whole split, deterministic 32-px transform, as one float tensor; and its labels."""
     spec = get_dataset_spec(cfg["data"])
     tf = make_transform("cluster", spec.size, spec.mean, spec.std, spec.native)
-    data = subset(build_dataset(cfg["data"], cfg["split"], tf, cfg["root"], cfg["data_root"]),
-                  cfg["max_images"], cfg["seed"])
+    full = build_dataset(cfg["data"], cfg["split"], tf, cfg["root"], cfg["data_root"])
+    check_max_images(cfg, len(full))
+    data = subset(full, cfg["max_images"], cfg["seed"])
     images = torch.stack([data[i][0] for i in range(len(data))])
     labels = targets_of(data) if spec.labelled else None
     return images, (np.asarray(labels) if labels is not None else None)
@@ -189,8 +179,8 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
                            "torchrun")
     cfg["world_size"] = 1
     configure_threads()
-    print_config(cfg)
     run_dir = RunDir(cfg["out"])
+    run_dir.check(cfg, bool(opts.get("resume")))
     images, truth = load_images(cfg)
     n = len(images)
     target = cfg["target"] or (int(truth.max()) + 1 if truth is not None else None)
@@ -199,7 +189,8 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
                            f"--set target=K")
     if target >= n:
         raise DcbenchError(f"target {target} clusters needs more than the {n} images")
-    run_dir.prepare(cfg, bool(opts.get("resume")))     # only once the inputs are checked
+    run_dir.create(cfg)                     # only once the inputs are checked
+    print_config(cfg)
     model = prepare(build_model("jule-32", sobel=False, seed=cfg["seed"]), device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["wd"])

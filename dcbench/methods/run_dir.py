@@ -19,9 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from dcbench.atomic import atomic_numpy_save, atomic_write_text
+from dcbench.atomic import atomic_numpy_save, atomic_write_text, check_writable_dir
 from dcbench.errors import DcbenchError
 from dcbench.methods.config import differences
+from dcbench.progress import say
+
+
+def _shown(cfg: dict[str, Any], key: str) -> str:
+    return repr(cfg[key]) if key in cfg else "(not set)"
 
 
 class RunDir:
@@ -48,23 +53,40 @@ class RunDir:
         return self.path / "assignments" / f"epoch_{epoch:04d}.npy"
 
     # -- start / resume -----------------------------------------------------------------
-    def prepare(self, config: dict[str, Any], resume: bool) -> None:
-        """Create the folder for a new run, or check that --resume matches the saved one."""
-        if self.path.exists() and not self.path.is_dir():
-            raise DcbenchError(f"--out {self.path} is a file, not a folder")
-        if self.config_path.exists():
-            saved = json.loads(self.config_path.read_text())
+    def completed(self) -> bool:
+        """Whether a run here finished at least one epoch (a checkpoint or a log line)."""
+        return self.checkpoint.exists() or bool(self.read_log())
+
+    def check(self, config: dict[str, Any], resume: bool) -> None:
+        """Refuse what cannot start here, writing nothing: called before any work."""
+        check_writable_dir(self.path, "--out")
+        if self.config_path.exists() and self.completed():
+            try:
+                saved = json.loads(self.config_path.read_text())
+            except (OSError, ValueError) as e:
+                raise DcbenchError(f"{self.config_path} is unreadable ({e}); move the folder "
+                                   f"away or choose another --out") from None
             if not resume:
                 raise DcbenchError(f"{self.path} already holds a run; pass --resume to "
                                    f"continue it or choose another --out")
             diff = differences(saved, config)
             if diff:
-                shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff)
+                shown = ", ".join(f"{k}: {_shown(saved, k)} -> {_shown(config, k)}"
+                                  for k in diff)
                 raise DcbenchError(f"--resume refused: {self.path} holds a run with a different "
                                    f"config ({shown}); use another --out")
-        elif self.path.exists() and any(self.path.iterdir()):
+        elif not self.config_path.exists() and self.path.is_dir() and any(self.path.iterdir()):
             raise DcbenchError(f"{self.path} is not empty and holds no dcbench run; choose "
                                f"another --out")
+
+    def create(self, config: dict[str, Any]) -> None:
+        """Write the config once everything is checked. A start that failed before its first
+        epoch left a config and maybe an assignment but nothing trained: they are replaced."""
+        if self.config_path.exists() and not self.completed():
+            stale = sorted(self.path.glob("assignments/epoch_*"))
+            for f in stale:
+                f.unlink()
+            say(f"{self.path}: replacing the config of a start that never completed an epoch")
         self.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
 

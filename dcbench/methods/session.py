@@ -64,12 +64,17 @@ def trunk_parameters(model: Trunk) -> list[torch.nn.Parameter]:
             if p.requires_grad and not name.startswith("top_layer.")]
 
 
+def check_max_images(cfg: dict[str, Any], available: int) -> None:
+    """--max-images above the dataset's size is refused, not clamped without a word."""
+    if cfg["max_images"] is not None and cfg["max_images"] > available:
+        raise DcbenchError(f"--max-images {cfg['max_images']} is more than the {available} "
+                           f"images of {cfg['data']}; lower it or drop --max-images to use all")
+
+
 def build_session(cfg: dict[str, Any], command: str, device: torch.device,
                   resume: bool) -> Session:
     run = RunDir(cfg["out"])
-    if dist.is_main():
-        run.prepare(cfg, resume)
-    dist.barrier()
+    run.check(cfg, resume)                  # nothing is written before the inputs are checked
     spec = get_dataset_spec(cfg["data"])
     common = {"size": spec.size, "mean": spec.mean, "std": spec.std, "native": spec.native}
     train_t = make_transform("train", min_scale=cfg["min_scale"], **common)
@@ -77,11 +82,16 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
     train_full = build_dataset(cfg["data"], "train", train_t, cfg["root"], cfg["data_root"])
     cluster_full = build_dataset(cfg["data"], "train", cluster_t, cfg["root"], cfg["data_root"])
     train_set = subset(train_full, cfg["max_images"], cfg["seed"])
+    check_max_images(cfg, len(cluster_full))
     cluster_set = subset(cluster_full, cfg["max_images"], cfg["seed"])
     if cfg["method"] == "deepcluster" and cfg["clustering"] == "kmeans" \
             and cfg["k"] > len(cluster_set):
         raise DcbenchError(f"--k {cfg['k']} is larger than the {len(cluster_set)} images to "
                            f"cluster; lower --k or raise --max-images")
+    if dist.is_main():
+        run.create(cfg)
+    dist.barrier()
+    print_config(cfg)                       # after the checks: an error is not buried under it
     model = build_model(cfg["arch"], sobel=cfg["sobel"], seed=cfg["seed"])
     if cfg["method"] == "supervised":
         model.set_top_layer(len(getattr(train_full, "classes", [])) or 1)

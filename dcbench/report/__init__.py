@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from dcbench.atomic import atomic_write_text
+from dcbench.atomic import atomic_write_text, check_writable_dir
+from dcbench.errors import DcbenchError
 from dcbench.report.figures import Plot, all_figures
 from dcbench.report.measured import quick_count, select
 from dcbench.report.runs import Run, find_runs
@@ -31,6 +32,7 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
     Quick records (from --quick runs) are left out unless `include_quick` (`dcbench demo
     --quick` shows its own small numbers: the pipeline end to end, not results)."""
     root = results_dir(results)
+    check_inputs(root, runs)
     frame = load_frame(records_path(root))
     if include_quick and not frame.empty:
         frame = frame.assign(quick=False)
@@ -45,6 +47,22 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
     path = root / "report.md"
     atomic_write_text(path, text)
     return path
+
+
+def check_inputs(root: Path, runs: list[str] | None) -> None:
+    """A misspelt --results or --runs is an error, not an empty report written elsewhere."""
+    if not root.is_dir():
+        raise DcbenchError(f"--results {root} is not a folder (no records.jsonl there); pass "
+                           f"the folder dcbench eval wrote to, e.g. --results results")
+    for folder in runs or []:
+        p = Path(folder)
+        if not p.is_dir():
+            raise DcbenchError(f"--runs {p} is not a folder; pass a pretraining run folder "
+                               f"(holding log.jsonl), e.g. --runs results/runs/deepcluster-fmnist")
+        if not (p / "log.jsonl").is_file():
+            raise DcbenchError(f"--runs {p} holds no log.jsonl; it is not a pretraining run "
+                               f"folder (dcbench pretrain --out writes one)")
+    check_writable_dir(root, "--results")
 
 
 def report_markdown(root: Path, frame: pd.DataFrame, tables: list[Table], plots: list[Plot],
