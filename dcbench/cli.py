@@ -62,6 +62,9 @@ def cli(debug: bool) -> None:
 @click.option("--sampler", type=click.Choice(["uniform", "released"]), default="uniform",
               show_default=True, help="uniform over clusters (the paper) or the released "
               "code's size-proportional sampling")
+@click.option("--empty-clusters", type=click.Choice(["paper", "released"]), default=None,
+              help="empty k-means clusters: the paper's rule (points moved) or the released "
+              "code's (faiss's split) [default: released; paper on 32 px data]")
 @click.option("--reassign", type=float, default=1.0, show_default=True,
               help="dataset passes between two clusterings")
 @click.option("--min-scale", type=float, default=None,
@@ -143,11 +146,21 @@ def tasks(data_root: str | None) -> None:
               "[default: results/runs/* and the folders of recorded checkpoints]")
 @click.option("--best", is_flag=True, help="show best-epoch values instead of final values")
 @click.option("--include-quick", is_flag=True, help="also show records of --quick runs")
-def report(results: str | None, runs: tuple[str, ...], best: bool, include_quick: bool) -> None:
+@click.option("--pictures", "pictures", multiple=True, metavar="CKPT",
+              help="also draw this checkpoint's conv1 filters, nearest neighbours and top "
+              "activations (file, pretrained/ name or random:ARCH[:SEED]; repeatable)")
+@click.option("--picture-images", type=click.IntRange(10, 100_000), default=2000,
+              show_default=True, help="test images the pictures search")
+@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+def report(results: str | None, runs: tuple[str, ...], best: bool, include_quick: bool,
+           pictures: tuple[str, ...], picture_images: int, data_root: str | None) -> None:
     """Regenerate the paper's tables and figures from the recorded results."""
     from dcbench.report import build_report
 
-    path = build_report(results, list(runs) or None, best=best, include_quick=include_quick)
+    path = build_report(results, list(runs) or None, best=best, include_quick=include_quick,
+                        pictures=list(pictures), data_root=data_root,
+                        picture_images=picture_images)
     click.echo(f"wrote {path}")
 
 

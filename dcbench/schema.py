@@ -175,6 +175,7 @@ TASK_OPTIONS: dict[str, Field] = {
     "k": positive_int(20),
     "temperature": positive(0.07),
     "pca_dim": nonneg_int(128),
+    "whiten": Field(bool),
     "niter": positive_int(20),
     "k_s": positive_int(20),
     "k_c": positive_int(5),

@@ -45,18 +45,22 @@ from .inputs import (
 from .pooling import Pooler
 from .registry import Measurement, RunContext, register_task
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "embed")
+LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc7_pre", "embed")
 CLUSTERINGS = ("pixels", "jule-rc", "jule-sf")
 PERCENT = {"acc"}            # metrics recorded in percent; the others are in [0, 1]
 
 
-def reduce(x: torch.Tensor, pca_dim: int) -> torch.Tensor:
-    """PCA-whiten to pca_dim and L2-normalise (pca_dim 0: L2 only). The dimension is capped
-    at N - 1, the rank of N centred rows: whitening a null direction would amplify noise."""
+def reduce(x: torch.Tensor, pca_dim: int, whiten: bool = True) -> torch.Tensor:
+    """PCA to pca_dim, whitened (DeepCluster's preprocessing) or not, then L2-normalise
+    (pca_dim 0: L2 only). The dimension is capped at N - 1, the rank of N centred rows:
+    whitening a null direction would amplify noise."""
     if pca_dim <= 0:
         return torch.nn.functional.normalize(x.float(), dim=1).cpu()
     dim = min(pca_dim, x.shape[0] - 1)
-    return PCAWhitening.fit(x.cpu(), dim).transform(x.cpu())
+    pca = PCAWhitening.fit(x.cpu(), dim)
+    if not whiten:          # undo the eigenvalue^-1/2 scaling: a plain projection
+        pca.proj = pca.proj * (pca.eigenvalues.clamp(min=0) + 1e-8).sqrt().float()
+    return pca.transform(x.cpu())
 
 
 @register_task("clustering", settings=LAYERS + CLUSTERINGS, datasets=("fashion-mnist", "digits"))
@@ -64,12 +68,13 @@ class Clustering(OnLabelledDataset):
     """k-means with k = classes on a layer's features; NMI, ACC and ARI against the labels."""
 
     description = "k-means (k = classes) on a layer's features: NMI, ACC, ARI vs labels"
-    default_settings = ("conv5", "fc7")   # the last conv (Table 1) and what DeepCluster clusters
+    # the last conv (Table 1) and fc7; fc7_pre (before the ReLU) is what DeepCluster clusters
+    default_settings = ("conv5", "fc7")
     frozen = True
     eval_only = True
     options: dict[str, Any] = {
-        "dataset": "fashion-mnist", "split": None, "k": None, "pca_dim": 256, "niter": 20,
-        "max_images": None, "k_s": 20, "k_c": 5, "eta": 0.9, "min_size": 1,
+        "dataset": "fashion-mnist", "split": None, "k": None, "pca_dim": 256, "whiten": True,
+        "niter": 20, "max_images": None, "k_s": 20, "k_c": 5, "eta": 0.9, "min_size": 1,
     }
 
     def config(self, ctx: RunContext) -> dict[str, Any]:
@@ -102,10 +107,11 @@ class Clustering(OnLabelledDataset):
         for setting in settings:
             extra: dict[str, Any] = {"k": k, "n_images": len(labels)}
             if setting in layers:
-                x = reduce(feats[setting], cfg["pca_dim"]).numpy()
+                x = reduce(feats[setting], cfg["pca_dim"], cfg["whiten"]).numpy()
                 result = kmeans(x, k, niter=cfg["niter"], seed=ctx.seed)
                 assignment = result.assignment
                 extra.update(dim=pooler.dims[setting], reduced_dim=int(x.shape[1]),
+                             whiten=bool(cfg["whiten"] and cfg["pca_dim"] > 0),
                              loss=result.loss, empty_reseeded=result.empty_reseeded)
             elif setting == "pixels":
                 x = np.stack([data[i][0].flatten().numpy() for i in range(len(data))])

@@ -49,6 +49,22 @@ def test_streamed_moments_give_the_same_pca_as_one_batch():
     torch.testing.assert_close(streamed, whole, atol=1e-5, rtol=1e-4)
 
 
+def test_pca_is_capped_at_the_rank_of_its_sample(capsys):
+    """5 rows in 10 dims span 4 directions: asking for 8 must give 4 (the other 4 would be
+    round-off noise scaled by ~1e4), each with unit variance on the sample, and say so."""
+    x = np.random.default_rng(3).standard_normal((5, 10)).astype(np.float32)
+    pca = PCAWhitening.fit(x, 8)
+    assert pca.proj.shape == (10, 4)
+    assert "span only 4 dimensions; reducing to 4 instead of 8" in capsys.readouterr().err
+    y = (torch.from_numpy(x) - pca.mean) @ pca.proj
+    np.testing.assert_allclose(y.var(0, unbiased=False).numpy(), 1.0, atol=1e-4)
+    full_rank = np.linalg.eigvalsh(np.cov(x.T.astype(np.float64), bias=True))[::-1][:4]
+    np.testing.assert_allclose(pca.eigenvalues.numpy(), full_rank, rtol=1e-6)
+    # repeated rows span even less: 6 rows, 2 distinct -> 1 direction
+    twice = np.repeat(x[:2], 3, axis=0)
+    assert PCAWhitening.fit(twice, 8).proj.shape == (10, 1)
+
+
 def test_whitened_components_have_unit_variance():
     x, _ = blobs(5000, 3, 12)
     t = torch.from_numpy(x)
@@ -167,3 +183,52 @@ def test_metrics_on_a_known_case():
         metrics.nmi(labels, half, "median")
     stats = metrics.size_stats(np.array([0, 0, 0, 2, -1]), 3)
     assert stats == {"k": 3, "nonempty": 2, "min": 1, "max": 3, "median": 2.0, "std": 1.0}
+
+
+def test_clustering_task_reduce_whitened_or_plain_projection():
+    """whiten=False is the plain PCA projection (variances kept: the first component
+    dominates), whiten=True gives every component unit variance before the L2 norm."""
+    from dcbench.tasks.clustering_task import reduce
+
+    x, _ = blobs(400, 4, 12, seed=5)
+    t = torch.from_numpy(x)
+    xc = x.astype(np.float64) - x.astype(np.float64).mean(0)
+    w, v = np.linalg.eigh(xc.T @ xc / len(x))
+    v = v[:, ::-1][:, :5]
+    plain = xc @ v
+    plain /= np.linalg.norm(plain, axis=1, keepdims=True)
+    np.testing.assert_allclose(np.abs(reduce(t, 5, whiten=False).numpy()), np.abs(plain),
+                               atol=1e-4)
+    np.testing.assert_allclose(np.abs(reduce(t, 5).numpy()), np.abs(reference_pca(x, 5)),
+                               atol=1e-4)
+    np.testing.assert_allclose(np.linalg.norm(reduce(t, 0).numpy(), axis=1), 1.0, atol=1e-6)
+
+
+def test_released_empty_cluster_rule_is_faiss_split():
+    """The released code's rule: the empty centroid copies a donor drawn with probability
+    (size - 1) / (n - k) (here 9/8 for cluster 0: always accepted first), the pair scaled by
+    1 +- 1/1024 alternating per coordinate, sizes halved; no point moves."""
+    from dcbench.clustering.kmeans import split_like_faiss
+
+    centroids = np.array([[1.0, 2.0], [5.0, 5.0], [0.0, 0.0]], np.float32)
+    counts = np.array([10, 1, 0])
+    assert split_like_faiss(centroids, counts, 11, np.random.default_rng(0)) == 1
+    e = 1 / 1024
+    np.testing.assert_allclose(centroids, [[1 - e, 2 + 2 * e], [5, 5], [1 + e, 2 - 2 * e]],
+                               rtol=1e-6)
+    assert counts.tolist() == [5, 1, 5]
+
+
+def test_kmeans_empty_rules_differ_where_a_cluster_empties():
+    """Two repeated points, k = 3: two centroids start on the same point and one empties
+    every iteration. The paper rule moves points at once (3 non-empty clusters at the end);
+    the released rule only splits the centroid, and identical points all go back to one
+    copy, so its final assignment keeps an empty cluster, as the released code's can."""
+    x = np.array([[1.0, 1.0]] * 60 + [[5.0, 2.0]] * 40, np.float32)
+    paper = kmeans(x, 3, niter=10, seed=0, empty="paper")
+    released = kmeans(x, 3, niter=10, seed=0, empty="released")
+    assert sorted(np.bincount(paper.assignment, minlength=3)) == [20, 20, 60]
+    assert sorted(np.bincount(released.assignment, minlength=3)) == [0, 40, 60]
+    assert paper.empty_reseeded == 11 and released.empty_reseeded == 10
+    with pytest.raises(DcbenchError, match="unknown empty-cluster rule 'faiss'"):
+        kmeans(x, 3, empty="faiss")

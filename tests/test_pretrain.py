@@ -266,3 +266,44 @@ def test_a_fresh_start_never_uses_leftover_assignments(reference_run: Path, tmp_
     run = pretrain(out, "--epochs", "2", "--resume")
     assert "nothing to resume" in run.stderr and "never completed an epoch" in run.stderr
     assert_same_run(reference_run, out, 2)
+
+
+def test_runs_saved_before_empty_clusters_existed_resume_as_paper_rule() -> None:
+    from dcbench.methods.config import differences, resolve
+
+    new = resolve({"data": "fashion-mnist", "out": "x"})
+    old = {k: v for k, v in new.items() if k != "empty_clusters"}
+    assert new["empty_clusters"] == "paper" and differences(old, new) == []
+    released = {**new, "empty_clusters": "released"}
+    assert differences(old, released) == ["empty_clusters"]
+    paper_data = resolve({"data": "imagenet", "out": "x"})
+    assert paper_data["empty_clusters"] == "released"      # the released code's rule
+
+
+def test_yfcc1m_end_to_end_skips_and_counts_bad_entries(tiny_file_list: Path, tmp_path: Path,
+                                                        tiny_sizes) -> None:
+    """`pretrain --data yfcc1m` on a list holding a corrupt image, a zero-byte image and a
+    missing path: the two unreadable files get no cluster and are never trained on, the
+    missing one is left out; all three are counted in log.jsonl and said on screen."""
+    root = tmp_path / "yfcc"
+    shutil.copytree(tiny_file_list, root)
+    (root / "images" / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (root / "images" / "zero.png").write_bytes(b"")
+    with open(root / "yfcc1m.txt", "a") as f:
+        f.write("images/corrupt.png\nimages/zero.png\nimages/gone.png\n")
+    out = tmp_path / "run"
+    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "dcbench", "pretrain", "--data", "yfcc1m",
+                           "--root", str(root), "--out", str(out), "--epochs", "1", "--k", "3",
+                           "--batch-size", "4", "--workers", "0", "--pca-dim", "8"],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (row,) = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
+    n = tiny_sizes.list_size
+    assert (row["missing_images"], row["skipped_in_clustering"], row["skipped_images"]) == \
+        (1, 2, 2)
+    assert row["images_trained"] == n                 # reassign 1: each readable image once
+    assignment = np.load(out / "assignments" / "epoch_0001.npy")
+    assert len(assignment) == n + 2 and (assignment == -1).sum() == 2
+    assert "1 listed images do not exist" in proc.stderr
+    assert "2 of 14 images could not be read" in proc.stderr

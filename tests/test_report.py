@@ -172,7 +172,7 @@ def test_empty_results_still_write_every_table(tmp_path: Path) -> None:
         "dcbench eval --task retrieval-paris --ckpt <ckpt> --setting rmac")
     assert not (tmp_path / "empty" / "figures").exists() or not any(
         (tmp_path / "empty" / "figures").iterdir())
-    assert report.count("Skipped:") == 3
+    assert report.count("Skipped:") == 4
     assert not (tables / "other_records.csv").exists()
 
 
@@ -219,7 +219,8 @@ def test_figures_from_run_folders(results: Path) -> None:
         assert_png(results / "figures" / f"{name}.png")
         assert f"figures/{name}.png" in report
     assert "log.jsonl:4 is not an epoch record" in report
-    assert "Skipped:" not in report
+    assert report.count("Skipped:") == 1
+    assert "Skipped: no voc-cls or linear-fmnist records" in report
 
 
 def test_cluster_size_labels_count_empty_clusters_only_for_kmeans() -> None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from sklearn.metrics.cluster import contingency_matrix
 
 from dcbench import tasks
 from dcbench.checkpoint import load_trunk
@@ -26,6 +30,12 @@ def run(task: str, results: Path, ckpt: str = "random:alexnet-small", **kw) -> l
 
 def by(records: list[Record], setting: str, metric: str) -> Record:
     return next(r for r in records if r.setting == setting and r.metric == metric)
+
+
+def correct_count(percent: float, n: int, tol: float = 1e-6) -> bool:
+    """Whether an accuracy in percent is a whole number of the n test images."""
+    hits = percent * n / 100.0
+    return abs(hits - round(hits)) < tol and 0 <= round(hits) <= n
 
 
 def test_reference_pools_for_alexnet_at_224() -> None:
@@ -58,7 +68,10 @@ def test_probe_tasks_read_the_paper_datasets_and_splits() -> None:
 def test_sqrt_schedule_is_eval_linear_learning_rate_decay() -> None:
     cfg, lr_at = dict(tasks.linear_probe.PAPER_RECIPE), tasks.linear_probe.lr_at
     assert lr_at(cfg, 0, 100) == pytest.approx(0.01)
-    assert lr_at(cfg, 10_000, 100) == pytest.approx(0.01 / math.sqrt(1 + 0.01 * 1e-4 * 10_000))
+    # eval_linear.sh's wd 1e-7: lr0 / sqrt(1 + lr0 * wd * t), 0.0099995 after 1e6 steps
+    assert lr_at(cfg, 1_000_000, 100) == pytest.approx(0.01 / math.sqrt(1 + 0.01 * 1e-7 * 1e6),
+                                                      rel=1e-9)
+    assert lr_at(cfg, 1_000_000, 100) != pytest.approx(0.01, rel=1e-6)
 
 
 def test_running_topk_matches_brute_force() -> None:
@@ -85,7 +98,9 @@ def test_linear_fmnist_quick_records_every_layer(tmp_path: Path) -> None:
     for r in records:
         assert (r.task, r.dataset, r.split, r.epochs) == ("linear-fmnist", "fashion-mnist",
                                                           "test", 2)
-        assert 0.0 <= r.value <= 100.0 and r.best >= r.value
+        # the final value is the last epoch's, each a whole number of the n_test images
+        assert r.value == r.extra["curve"][-1] and len(r.extra["curve"]) == 2
+        assert all(correct_count(v, r.extra["n_test"]) for v in r.extra["curve"])
         assert r.best == max(r.extra["curve"]) and 1 <= r.best_epoch <= 2
         assert r.extra["cached_features"] and r.extra["n_train"] == 512
     assert by(records, "conv2", "top1").value > 30.0       # 10 classes: chance is 10 %
@@ -101,17 +116,35 @@ def test_linear_fmnist_streams_when_cache_is_off(tmp_path: Path) -> None:
     assert records[0].config["cache_mb"] == 0
 
 
-def test_clustering_quick_metrics_in_range(tmp_path: Path) -> None:
+def test_clustering_quick_records_the_metrics_of_its_clusters(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
+    real = tasks.clustering_task.all_metrics
+
+    def spy(labels, assignment):
+        seen.append((np.asarray(labels).copy(), np.asarray(assignment).copy()))
+        return real(labels, assignment)
+
+    monkeypatch.setattr(tasks.clustering_task, "all_metrics", spy)
     records = run("clustering", tmp_path, settings=("fc6", "fc7"))
     assert {r.metric for r in records} == {"nmi_geometric", "nmi_arithmetic", "acc", "ari"}
     for r in records:
         assert (r.dataset, r.split, r.best, r.best_epoch) == ("fashion-mnist", "test", None,
                                                               None)
         assert r.extra["k"] == 10 and r.extra["n_images"] == 256
-        if r.metric == "acc":
-            assert 10.0 <= r.value <= 100.0          # ACC >= 1/k with k = classes
-        else:
-            assert -1.0 <= r.value <= 1.0
+    # each setting's record holds sklearn's / scipy's values for the clusters it found
+    assert len(seen) == 2
+    for setting, (labels, assignment) in zip(("fc6", "fc7"), seen):
+        assert len(labels) == 256 and len(np.unique(assignment)) == 10
+        table = contingency_matrix(labels, assignment)
+        want = {"nmi_geometric": normalized_mutual_info_score(labels, assignment,
+                                                              average_method="geometric"),
+                "nmi_arithmetic": normalized_mutual_info_score(labels, assignment,
+                                                               average_method="arithmetic"),
+                "acc": 100.0 * table[linear_sum_assignment(-table)].sum() / len(labels),
+                "ari": adjusted_rand_score(labels, assignment)}
+        for metric, value in want.items():
+            assert by(records, setting, metric).value == pytest.approx(value, abs=1e-12)
     assert by(records, "fc6", "nmi_geometric").value > 0.0
 
 
@@ -121,7 +154,7 @@ def test_knn_quick_beats_chance(tmp_path: Path) -> None:
                                                        for m in ("top1", "top5")}
     for r in records:
         assert r.split == "test" and r.extra["k"] == 10 and r.config["k"] == 10
-        assert 0.0 <= r.value <= 100.0
+        assert correct_count(r.value, r.extra["n_test"], tol=1e-3)   # float32 mean of hits
     assert by(records, "conv5", "top1").value > 40.0
     assert by(records, "conv5", "top5").value >= by(records, "conv5", "top1").value
 
@@ -140,7 +173,7 @@ def test_linear_imagenet_on_a_tiny_imagenet_folder(tmp_path: Path,
     for r in records:
         assert (r.dataset, r.split, r.epochs, r.best_epoch) == ("imagenet", "val", 1, 1)
         assert r.config["tencrop"] and r.config["schedule"] == "sqrt"
-        assert r.config["weight_decay"] == 1e-4 and r.config["lr"] == 0.01
+        assert r.config["weight_decay"] == 1e-7 and r.config["lr"] == 0.01   # eval_linear.sh
         assert r.extra["n_classes"] == 10 and r.extra["n_test"] == 20
         assert r.checkpoint["arch"] == "alexnet"
     assert by(records, "conv1", "top1").extra["dim"] == 9600

@@ -1,11 +1,12 @@
-"""k-means with faiss for the nearest-centroid search and the paper's empty-cluster rule.
+"""k-means with faiss for the nearest-centroid search and either empty-cluster rule.
 
 Lloyd iterations: faiss finds each point's nearest centroid (GPU index when faiss-gpu sees a
 GPU), centroids are the means of their points. A cluster left empty is re-seeded as the paper
 describes: pick a random non-empty cluster (two points or more), put the empty centroid at
 that centroid plus a small random perturbation and the other one minus it, and split the
-chosen cluster's points between the two. The count of such re-seedings is returned. Defaults
-follow the original code: 20 iterations, a fresh seed per call (the caller passes it).
+chosen cluster's points between the two. The released code instead relies on faiss's own
+split (`split_like_faiss`, `empty="released"`). The count of such re-seedings is returned.
+Defaults follow the original code: 20 iterations, a fresh seed per call (the caller passes it).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from dcbench.progress import bar
 
 @dataclass
 class KMeansResult:
-    assignment: np.ndarray          # (N,) int64, every cluster non-empty
+    assignment: np.ndarray          # (N,) int64; every cluster non-empty under the paper rule
     centroids: np.ndarray           # (k, d) float32
     loss: float                     # sum of squared distances at the final assignment
     empty_reseeded: int             # how many times an empty cluster was re-seeded
@@ -96,9 +97,42 @@ def reseed_empty(x: np.ndarray, assign: np.ndarray, centroids: np.ndarray,
     return n_reseeded
 
 
+def split_like_faiss(centroids: np.ndarray, counts: np.ndarray, n: int,
+                     rng: np.random.Generator, eps: float = 1.0 / 1024) -> int:
+    """The released code's rule (faiss Clustering's split_clusters), in place: each empty
+    centroid copies a donor drawn with probability (size - 1) / (n - k), scanning clusters
+    in order until one is accepted, and the pair is pushed apart by scaling coordinates by
+    1 +- eps (alternating sign per coordinate). No point moves: the next assignment splits
+    the donor. Returns the count."""
+    k = len(centroids)
+    sign = np.where(np.arange(centroids.shape[1]) % 2 == 0, 1.0, -1.0).astype(np.float32)
+    n_split = 0
+    for ci in np.flatnonzero(counts == 0):
+        cj = 0
+        while True:
+            if rng.random() < (counts[cj] - 1.0) / max(n - k, 1):
+                break
+            cj = (cj + 1) % k
+        centroids[ci] = centroids[cj] * (1 + sign * eps)
+        centroids[cj] = centroids[cj] * (1 - sign * eps)
+        counts[ci] = counts[cj] // 2
+        counts[cj] -= counts[ci]
+        n_split += 1
+    return n_split
+
+
+EMPTY_RULES = ("paper", "released")
+
+
 def kmeans(x: np.ndarray, k: int, niter: int = 20, seed: int = 0,
-           use_gpu: bool | None = None) -> KMeansResult:
-    """Cluster the rows of x (N x d float32) into k non-empty clusters."""
+           use_gpu: bool | None = None, empty: str = "paper") -> KMeansResult:
+    """Cluster the rows of x (N x d float32) into k clusters. `empty` picks the rule for
+    clusters left empty: 'paper' (every cluster non-empty at the end, reseed_empty) or
+    'released' (faiss's split, as DeepCluster's released code runs it: the final
+    assignment may leave a cluster empty, which the sampler then skips)."""
+    if empty not in EMPTY_RULES:
+        raise DcbenchError(f"unknown empty-cluster rule '{empty}'; choose one of "
+                           f"{', '.join(EMPTY_RULES)}")
     x = np.ascontiguousarray(x, dtype=np.float32)
     n = len(x)
     if k > n:
@@ -121,13 +155,17 @@ def kmeans(x: np.ndarray, k: int, niter: int = 20, seed: int = 0,
             # of the result (faiss.Kmeans stops here too: "objective did not change").
             break
         centroids = _means(x, assign, k, centroids)
-        n_new = reseed_empty(x, assign, centroids, rng)
+        if empty == "paper":
+            n_new = reseed_empty(x, assign, centroids, rng)
+        else:
+            n_new = split_like_faiss(centroids, np.bincount(assign, minlength=k), n, rng)
         reseeded += n_new
         previous = None if n_new else assign
         progress.update(1)
     else:
         dist, assign = index.nearest(x, centroids)
-        reseeded += reseed_empty(x, assign, centroids, rng)
+        if empty == "paper":
+            reseeded += reseed_empty(x, assign, centroids, rng)
     progress.update(niter - progress.n)     # a fixed point ends the bar early
     progress.close()
     final = float(((x - centroids[assign]) ** 2).sum())

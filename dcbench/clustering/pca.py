@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from dcbench.progress import say
+
 
 class Moments:
     """Running count, sum and X^T X of rows (float64, on the rows' device), mergeable across
@@ -83,6 +85,14 @@ class PCAWhitening:
             if evals[-1] <= 0:
                 raise ValueError("PCA needs rows that are not all identical")
             evals = evals.clamp(min=rel_floor * evals[-1].item())
+        # Directions the sample does not span (n - 1 at most; fewer when rows repeat) have
+        # eigenvalues at round-off level: whitening would scale that noise by ~1e4. Cap.
+        # (R-MAC's rel_floor clamps them instead, as eval_retrieval.py does.)
+        rank = min(m.n - 1, int((evals > evals[-1].clamp(min=0) * 1e-9).sum()))
+        if rel_floor is None and rank < dim:
+            say(f"PCA: the {m.n} sampled rows span only {rank} dimensions; reducing to {rank} "
+                f"instead of {dim} (use more images or a smaller PCA dimension)")
+            dim = max(1, rank)
         evals, evecs = evals.flip(0)[:dim], evecs.flip(1)[:, :dim]
         # A fixed sign per component keeps the projection identical across runs and ranks.
         signs = torch.sign(evecs[evecs.abs().argmax(0), torch.arange(dim)])

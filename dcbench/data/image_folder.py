@@ -1,5 +1,6 @@
 """Folders of class folders: ImageNet and Places205 (root/train/<class>/*, root/val/<class>/*)
-and `image-folder` for users' own data (the same layout)."""
+and `image-folder` for users' own data (the same layout). ImageNet and Places205 are also read
+in their distributed layouts (dcbench/data/distributed_layouts.py)."""
 
 from __future__ import annotations
 
@@ -84,15 +85,30 @@ def _validator(name: str, splits: tuple[str, ...]) -> Callable[[Path], Validatio
 
 
 def _register(name: str, description: str) -> None:
+    """Class folders everywhere; ImageNet and Places205 also as distributed (a flat val/ with
+    the devkit; Places205's CSV splits): dcbench/data/distributed_layouts.py."""
+    from dcbench.data import distributed_layouts as dl
+
     splits = ("train", "val")
+    folders = _validator(name, splits)
+
+    def validate(root: Path) -> ValidationReport:
+        if dl.layout_of(name, root) == "class-folders":
+            return folders(root)
+        return dl.validate(name, root, splits)
+
+    def build(root: Path, split: str, transform: Callable | None) -> Dataset:
+        if dl.layout_of(name, root) == "class-folders":
+            return ImageFolder(root, split, transform)
+        return dl.build(name, root, split, transform)
+
     register_dataset(DatasetSpec(
         name=name, description=description, splits=splits, size="large", native=224,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, labelled=True,
-        validate=_validator(name, splits),
-        build=lambda root, split, transform: ImageFolder(root, split, transform),
-    ))
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, labelled=True, validate=validate, build=build))
 
 
-_register("imagenet", "ImageNet ILSVRC-2012 (root/train/<wnid>/*.JPEG, root/val/<wnid>/*.JPEG)")
-_register("places205", "Places205 (root/train/<class>/*.jpg, root/val/<class>/*.jpg)")
+_register("imagenet", "ImageNet ILSVRC-2012 (root/train/<wnid>/*.JPEG; root/val/<wnid>/*.JPEG "
+          "or val/ flat with the devkit)")
+_register("places205", "Places205 (root/train/<class>/*.jpg, root/val/<class>/*.jpg, or as "
+          "distributed: images256/ + trainvalsplit_places205/*.csv)")
 _register("image-folder", "any folder of class folders (root/train/<class>/*, root/val/<class>/*)")

@@ -43,7 +43,8 @@ def make_transform(recipe: str, size: str, mean: tuple[float, ...] = IMAGENET_ME
         "cluster": [T.Resize(256), T.CenterCrop(224)],
         "eval": [T.Resize(256), T.CenterCrop(224)],
         "train": [T.RandomResizedCrop(224, scale=(min_scale, 1.0)), T.RandomHorizontalFlip()],
-        "probe": [T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip()],
+        # eval_linear.py: a square 256 centre crop first, then the random 224 crop
+        "probe": [T.Resize(256), T.CenterCrop(256), T.RandomCrop(224), T.RandomHorizontalFlip()],
     }[recipe]
     return T.Compose(head + tail)
 

@@ -89,10 +89,11 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
     return np.flatnonzero(seen), out[seen], {"features": t_feat, "pca": t_pca}
 
 
-def cluster(x: np.ndarray, algorithm: str, k: int, seed: int, niter: int) -> tuple[np.ndarray, int]:
+def cluster(x: np.ndarray, algorithm: str, k: int, seed: int, niter: int,
+            empty: str = "paper") -> tuple[np.ndarray, int]:
     """(labels, empty clusters re-seeded) for the reduced rows."""
     if algorithm == "kmeans":
-        result = kmeans(x, k, niter=niter, seed=seed)
+        result = kmeans(x, k, niter=niter, seed=seed, empty=empty)
         return result.assignment, result.empty_reseeded
     if algorithm == "pic":
         return pic(x), 0
@@ -116,7 +117,8 @@ def assign(trunk: Trunk, dataset: Dataset, cfg: dict[str, Any], seed: int,
     stats: dict[str, Any] = {}
     if dist.is_main():
         t0 = time.time()
-        labels, reseeded = cluster(x, cfg["clustering"], cfg["k"], seed, cfg["kmeans_iters"])
+        labels, reseeded = cluster(x, cfg["clustering"], cfg["k"], seed, cfg["kmeans_iters"],
+                                   cfg.get("empty_clusters", "paper"))
         assignment[indices] = labels
         seconds["cluster"] = time.time() - t0
         stats = {"clusters": size_stats(assignment, int(labels.max()) + 1),

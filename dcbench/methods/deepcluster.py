@@ -124,5 +124,7 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
             "assignment_sha256": digest, "ranks": dist.world_size(),
             "clusters": stats.get("clusters"), "empty_reseeded": stats.get("empty_reseeded"),
             "skipped_images": int(stats.get("skipped_images", 0)) + train["skipped_images"],
+            "skipped_in_clustering": int(stats.get("skipped_images", 0)),
+            "missing_images": s.missing_images,
             "images_trained": int(train["images"]),
             "images_per_second": train["images_per_second"], "seconds": seconds}

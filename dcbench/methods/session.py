@@ -37,6 +37,7 @@ class Session:
     train_set: Dataset
     cluster_set: Dataset
     labels: np.ndarray | None
+    missing_images: int = 0                   # listed in a file list but absent on disk
     start_epoch: int = 0                      # completed epochs at start
     history: list[dict[str, Any]] = field(default_factory=list)
 
@@ -101,7 +102,10 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["wd"])
     session = Session(cfg, command, device, run, model, opt, train_set, cluster_set,
-                      targets_of(train_set))
+                      targets_of(train_set), int(getattr(train_full, "missing", 0)))
+    if session.missing_images:
+        say(f"{session.missing_images} listed images do not exist and are skipped (counted as "
+            f"missing_images in log.jsonl)")
     if resume and run.checkpoint.exists():
         ckpt = read_file(run.checkpoint)
         load_into(model, {k: v for k, v in ckpt["state_dict"].items()}, str(run.checkpoint))

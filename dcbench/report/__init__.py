@@ -26,13 +26,16 @@ from dcbench.results import load_frame, records_path, results_dir
 
 
 def build_report(results: str | os.PathLike | None = None, runs: list[str] | None = None,
-                 best: bool = False, include_quick: bool = False) -> Path:
+                 best: bool = False, include_quick: bool = False,
+                 pictures: list[str] | None = None, data_root: str | None = None,
+                 device: str = "cpu", picture_images: int = 2000) -> Path:
     """Write tables/, figures/ and report.md under the results folder; return report.md.
 
     Quick records (from --quick runs) are left out unless `include_quick` (`dcbench demo
-    --quick` shows its own small numbers: the pipeline end to end, not results)."""
+    --quick` shows its own small numbers: the pipeline end to end, not results). `pictures`
+    are checkpoints whose filters, nearest neighbours and top activations are drawn too."""
     root = results_dir(results)
-    check_inputs(root, runs)
+    check_inputs(root, runs, pictures)
     frame = load_frame(records_path(root))
     if include_quick and not frame.empty:
         frame = frame.assign(quick=False)
@@ -43,14 +46,27 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
     plots = all_figures(found, frame, best)
     for plot in plots:
         plot.save(root / "figures")
+    if pictures:        # forward passes: only for the checkpoints asked for (saves its PNGs)
+        from dcbench.report.pictures import picture_plots
+
+        plots += picture_plots(pictures, root / "figures", data_root, device,
+                               max_images=picture_images)
     text = report_markdown(root, frame, tables, plots, found, run_notes, best)
     path = root / "report.md"
     atomic_write_text(path, text)
     return path
 
 
-def check_inputs(root: Path, runs: list[str] | None) -> None:
-    """A misspelt --results or --runs is an error, not an empty report written elsewhere."""
+def check_inputs(root: Path, runs: list[str] | None, pictures: list[str] | None = None
+                 ) -> None:
+    """A misspelt --results, --runs or --pictures checkpoint is an error before anything is
+    written, not an empty report written elsewhere."""
+    from dcbench.checkpoint import RANDOM_SPEC
+    from dcbench.zoo import resolve_pretrained
+
+    for spec in pictures or []:
+        if not RANDOM_SPEC.match(spec):
+            resolve_pretrained(spec)            # a CheckpointError naming what is missing
     if not root.is_dir():
         raise DcbenchError(f"--results {root} is not a folder (no records.jsonl there); pass "
                            f"the folder dcbench eval wrote to, e.g. --results results")

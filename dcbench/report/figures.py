@@ -154,4 +154,7 @@ def probe_layers(frame: pd.DataFrame, best: bool = False) -> Plot:
 
 
 def all_figures(runs: list[Run], frame: pd.DataFrame, best: bool = False) -> list[Plot]:
-    return [fig2_nmi(runs), fig3_cluster_sizes(runs), probe_layers(frame, best)]
+    from dcbench.report.fig_k import fig_k  # fig_k.py imports Plot from this module
+
+    return [fig2_nmi(runs), fig_k(frame, best), fig3_cluster_sizes(runs),
+            probe_layers(frame, best)]
