@@ -48,7 +48,8 @@ QUICK: dict[str, Any] = {
 # The VOC tasks run FC6-8, the setting that measures the frozen features; ALL (fine-tuning
 # every layer) is in --full and in the README's commands: all six VOC runs per checkpoint do
 # not fit the 30 minutes on 2 cores.
-EVALS = [("linear-fmnist", ("all",)), ("clustering", ("conv5", "fc7", "pixels")),
+EVALS = [("linear-fmnist", ("all",)), ("linear-fmnist-10", ("all",)),
+         ("linear-fmnist-100", ("all",)), ("clustering", ("conv5", "fc7", "pixels")),
          ("knn", ("conv5", "fc7")),
          ("voc-cls", ("fc6-8",)), ("voc-det", ("fc6-8",)), ("voc-seg", ("fc6-8",)),
          ("retrieval-oxford", ("rmac",)), ("retrieval-paris", ("rmac",))]
@@ -57,7 +58,10 @@ FULL_EVALS = [(task, ("fc6-8", "all") if task.startswith("voc-") else settings)
 # minutes each kind of step takes in the default demo on 2 cores (results/demo.log), for the ETA
 # (voc-det's first run also computes the set's proposals, about 1.4 min; retrieval-paris
 # reuses the features retrieval-oxford extracted)
+# the low-label probes run several seeds (each draws another labelled subset): mean +- std
+SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
 WEIGHTS = {"deepcluster": 10.8, "supervised": 1.7, "jule": 0.4, "linear-fmnist": 1.0,
+           "linear-fmnist-10": 0.3, "linear-fmnist-100": 0.4,
            "clustering": 0.05, "knn": 0.75, "voc-cls": 0.7, "voc-det": 1.2, "voc-seg": 0.6,
            "retrieval-oxford": 0.4, "retrieval-paris": 0.1, "report": 0.1}
 
@@ -88,11 +92,13 @@ def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
                overrides: tuple[str, ...] = ()) -> Step:
     from dcbench.evaluate import run_eval
 
-    opts = {"task": task, "ckpt": ckpt, "settings": settings, "seed": 0, "seeds": 1,
+    seeds = SEEDS.get(task, 1)
+    opts = {"task": task, "ckpt": ckpt, "settings": settings, "seed": 0, "seeds": seeds,
             "force": False, "results": str(results), "data_root": data_root,
             "overrides": overrides, **eval_opts}
     command = (f"dcbench eval --task {task} --ckpt {ckpt} "
                + " ".join(f"--setting {s}" for s in settings)
+               + (f" --seeds {seeds}" if seeds > 1 else "")
                + "".join(f" --set {o}" for o in overrides)
                + (" --quick" if eval_opts.get("quick") else "")
                + f" --results {results}")

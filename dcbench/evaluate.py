@@ -187,6 +187,12 @@ def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     n_seeds = 1 if opts.get("seeds") is None else int(opts["seeds"])
     results = opts.get("results")
     check_writable_dir(results_dir(results), "--results")
+    if distributed.is_distributed():
+        if not task.shards:
+            raise DcbenchError(f"task '{task.name}' does not split its work across torchrun's "
+                               f"ranks (every rank would repeat it); run it in one process, "
+                               f"without torchrun")
+        distributed.init()                  # each rank reads its share; rank 0 records
     device = distributed.pick_device()
     ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
                            out_dir=results_dir(results), quick=bool(opts.get("quick")),
@@ -224,6 +230,7 @@ def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
                                    started, time.perf_counter() - t0, command)
             if distributed.is_main():
                 save_records(records, results)
+            distributed.barrier()
             written.extend(records)
     if written:
         print(summary(written))

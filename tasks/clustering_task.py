@@ -72,6 +72,7 @@ class Clustering(OnLabelledDataset):
     default_settings = ("conv5", "fc7")
     frozen = True
     eval_only = True
+    shards = True           # collect() gathers every rank's rows; the clustering is repeated
     options: dict[str, Any] = {
         "dataset": "fashion-mnist", "split": None, "k": None, "pca_dim": 256, "whiten": True,
         "niter": 20, "max_images": None, "k_s": 20, "k_c": 5, "eta": 0.9, "min_size": 1,

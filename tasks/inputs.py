@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
@@ -61,6 +62,31 @@ def labelled_split(dataset: str, split: str, transform: Callable, data_root: str
     """A labelled split: a seeded subset of at most `max_images` (all when None)."""
     data = build_dataset(dataset, split, transform, data_root=data_root)
     return subset(data, max_images, QUICK_SUBSET_SEED)
+
+
+def balanced_subset(data: Dataset, per_class: int, seed: int) -> Dataset:
+    """`per_class` images of every class drawn with `seed` (the low-label protocols: each seed
+    is another draw of the labelled images), kept in dataset order."""
+    from torch.utils.data import Subset
+
+    from dcbench.data import targets_of
+
+    targets = targets_of(data)
+    if targets is None:
+        raise DcbenchError("a low-label probe needs a labelled training split")
+    rng = np.random.default_rng(seed)
+    keep = []
+    for c in np.unique(targets):
+        members = np.flatnonzero(targets == c)
+        if len(members) < per_class:
+            raise DcbenchError(f"class {c} has only {len(members)} training images, fewer "
+                               f"than the {per_class} labels per class asked for")
+        keep.append(rng.choice(members, size=per_class, replace=False))
+    rows = np.sort(np.concatenate(keep))
+    sub = Subset(data, rows.tolist())
+    sub.targets = [int(targets[i]) for i in rows]       # type: ignore[attr-defined]
+    sub.classes = getattr(data, "classes", [])          # type: ignore[attr-defined]
+    return sub
 
 
 def num_classes(data: Dataset) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from dcbench import distributed
 from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 
@@ -54,6 +55,18 @@ class RunningTopK:
         self.sims, self.labels = best.values, labs.gather(1, best.indices)
 
 
+    def merge_ranks(self) -> None:
+        """Under torchrun each rank saw its share of the training rows: keep the top k of
+        every rank's top k (exactly the single-process top k, ties aside)."""
+        if not distributed.is_distributed():
+            return
+        sims = distributed.gather_rows(self.sims.T.contiguous().cpu()).T
+        labs = distributed.gather_rows(self.labels.T.contiguous().cpu()).T
+        best = sims.topk(min(self.k, sims.shape[1]), dim=1)
+        self.sims = best.values.to(self.queries.device)
+        self.labels = labs.gather(1, best.indices).to(self.queries.device)
+
+
 def vote(top: RunningTopK, n_classes: int, temperature: float) -> torch.Tensor:
     """Class scores: the sum of exp(sim / T) over the neighbours of each class."""
     weights = (top.sims / temperature).exp()
@@ -69,6 +82,7 @@ class KNN(OnLabelledDataset):
     default_settings = ("conv5", "fc7")
     frozen = True
     eval_only = True
+    shards = True
     options: dict[str, Any] = {
         "dataset": "fashion-mnist", "k": 20, "temperature": 0.07, "max_train": None,
         "max_test": None,
@@ -102,6 +116,9 @@ class KNN(OnLabelledDataset):
             n_train += len(targets)
             for k, v in pooled.items():
                 tops[k].add(F.normalize(v, dim=1), targets)
+        for top in tops.values():
+            top.merge_ranks()
+        n_train = int(distributed.all_reduce_sum(torch.tensor([n_train])).item())
         truth = torch.from_numpy(labels).to(ctx.device)
         out = []
         for layer in settings:

@@ -60,6 +60,7 @@ class Task:
     description: str = ""
     frozen: bool = True             # the trunk must be bit-identical after the run
     eval_only: bool = False         # only eval-mode forwards: it gets a BN-folded copy
+    shards: bool = False            # splits its work across torchrun's ranks (else: refused)
     default_settings: tuple[str, ...] | None = None   # what `--setting` defaults to
     options: dict[str, Any] = {}    # the `--set KEY=VALUE` options and their defaults
     option_fields: dict[str, Any] = {}  # their types/ranges where dcbench.schema's differ

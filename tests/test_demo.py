@@ -41,9 +41,14 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     records = [json.loads(x) for x in (results / "records.jsonl").read_text().splitlines()]
     methods = {r["checkpoint"]["method"] for r in records}
     assert methods == {"deepcluster", "supervised", "random", "jule"}
-    assert {r["task"] for r in records} == {"linear-fmnist", "clustering", "knn", "voc-cls",
+    assert {r["task"] for r in records} == {"linear-fmnist", "linear-fmnist-10",
+                                           "linear-fmnist-100", "clustering", "knn", "voc-cls",
                                            "voc-det", "voc-seg", "retrieval-oxford",
                                            "retrieval-paris"}
+    few = {(r["checkpoint"]["method"], r["task"], r["seed"]) for r in records
+           if r["task"].startswith("linear-fmnist-")}
+    assert few == {(m, t, s) for m in methods - {"jule"}
+                   for t in ("linear-fmnist-10", "linear-fmnist-100") for s in (0, 1, 2)}
     voc = {(r["checkpoint"]["method"], r["task"], r["setting"]) for r in records
            if r["task"].startswith("voc-")}
     assert voc == {(m, t, "fc6-8") for m in methods - {"jule"}
@@ -57,7 +62,10 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     assert "## Table 1" in report
     table1 = (results / "tables" / "table1_linear.csv").read_text()
     assert "deepcluster · " in table1 and "random · random:alexnet-small" in table1
-    for fig in ("fig2_nmi", "fig3_cluster_sizes", "probe_layers"):
+    assert "DeepCluster: % of the Random -> supervised gap closed" in \
+        (results / "tables" / "table1_headroom.csv").read_text()
+    for fig in ("fig2_nmi", "fig3_cluster_sizes", "probe_layers", "conv1_filters",
+                "nearest_neighbours"):
         png = (results / "figures" / f"{fig}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) > 5000
     # the closing summary prints the recorded probe accuracies and DeepCluster minus Random

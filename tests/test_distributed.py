@@ -45,3 +45,112 @@ def test_two_cpu_processes_pretrain_and_agree(tmp_path: Path):
     # only rank 0 wrote: no stray temp files, one checkpoint
     assert sorted(p.name for p in out.iterdir()) == ["assignments", "checkpoint.pth.tar",
                                                      "config.json", "log.jsonl"]
+
+
+def _eval(args: list[str], results: Path, cache: Path, nproc: int = 1,
+          port: int = 29541) -> subprocess.CompletedProcess:
+    # one thread per process in both runs (torchrun's default): PCA and k-means results
+    # depend in their last bits on the BLAS thread count, and k-means amplifies that
+    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1", "DCBENCH_CACHE": str(cache),
+           "OMP_NUM_THREADS": "1"}
+    head = ([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
+             f"--master_port={port}", "-m", "dcbench"] if nproc > 1
+            else [sys.executable, "-m", "dcbench"])
+    quick = [] if "--set" in args else ["--quick"]
+    return subprocess.run(head + ["eval", *args, *quick, "--workers", "0",
+                                  "--results", str(results)],
+                          capture_output=True, text=True, env=env, timeout=900)
+
+
+def _values(results: Path) -> dict[tuple, tuple]:
+    rows = [json.loads(x) for x in (results / "records.jsonl").read_text().splitlines()]
+    keys = [(r["task"], r["setting"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys)), "a record was written twice"
+    return {(r["task"], r["setting"], r["metric"]): (r["value"], r["world_size"],
+                                                      r["extra"].get("n_train"),
+                                                      r["extra"].get("n_test")) for r in rows}
+
+
+@pytest.mark.slow
+def test_eval_under_two_processes_shards_and_records_what_one_process_does(tmp_path: Path):
+    """kNN (the ranks' top-k merged), clustering (every rank's rows gathered back in dataset
+    order: bit-identical features, tested in test_collect_gathers_in_dataset_order) and the
+    linear probe (DDP heads on the global batch; the shuffle and the heads' BatchNorm
+    statistics differ per rank: within 1.5 points) recorded once, by rank 0, with world_size
+    2 and the counts of all ranks."""
+    cache = tmp_path / "cache"
+    runs = [["--task", "knn", "--ckpt", "random:alexnet-small"],
+            ["--task", "clustering", "--ckpt", "random:alexnet-small", "--setting", "conv5",
+             "--setting", "fc7"],
+            ["--task", "linear-fmnist", "--ckpt", "random:alexnet-small", "--setting", "conv3",
+             "--setting", "conv5", "--set", "max_train=2048", "--set", "max_test=1024",
+             "--set", "epochs=8"]]
+    for args in runs:
+        one = _eval(args, tmp_path / "one", cache)
+        assert one.returncode == 0, one.stderr[-3000:]
+        two = _eval(args, tmp_path / "two", cache, nproc=2)
+        assert two.returncode == 0, two.stderr[-3000:]
+    single, double = _values(tmp_path / "one"), _values(tmp_path / "two")
+    assert single.keys() == double.keys() and len(single) == 2 * 2 + 2 * 4 + 2 * 2
+    for key, (value, world, n_train, n_test) in single.items():
+        v2, w2, t2, e2 = double[key]
+        assert (world, w2) == (1, 2) and (n_train, n_test) == (t2, e2), key
+        if key[0] == "linear-fmnist":
+            assert abs(value - v2) <= 1.5, (key, value, v2)
+        elif key[0] == "knn":
+            assert abs(value - v2) <= 0.2, (key, value, v2)     # a near-tie may flip
+        else:
+            assert value == pytest.approx(v2, abs=1e-3), key
+
+
+def test_a_task_that_does_not_shard_is_refused_under_torchrun(tmp_path: Path, monkeypatch):
+    from dcbench.errors import DcbenchError
+    from dcbench.evaluate import run_eval
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(DcbenchError, match="task 'voc-cls' does not split its work across"):
+        run_eval({"task": "voc-cls", "ckpt": "random:alexnet-small", "quick": True,
+                  "results": str(tmp_path)})
+    assert not (tmp_path / "records.jsonl").exists()
+
+
+GATHER_SCRIPT = """
+import sys, numpy as np, torch
+from dcbench import distributed
+from dcbench.checkpoint import load_trunk
+from dcbench.models.fold_bn import folded_copy
+from dcbench.tasks.features import collect
+from dcbench.tasks.inputs import labelled_split, transform_for
+from dcbench.tasks.pooling import Pooler
+from dcbench.tasks.registry import RunContext
+distributed.init()
+trunk = folded_copy(load_trunk("random:alexnet-small")[0].eval())
+data = labelled_split("fashion-mnist", "test", transform_for("fashion-mnist", "eval"), None,
+                      300)
+ctx = RunContext(device=torch.device("cpu"), workers=0)
+feats, labels = collect(trunk, Pooler(trunk, ["conv5", "fc7"], ctx.device), data, ctx, "x")
+if distributed.is_main():
+    np.savez(sys.argv[1], labels=labels, **{k: v.numpy() for k, v in feats.items()})
+"""
+
+
+@pytest.mark.slow
+def test_collect_gathers_in_dataset_order(tmp_path: Path):
+    """Under torchrun each rank extracts every 2nd image; collect() must give every rank the
+    single-process features, row for row, bit for bit (the per-image forward does not
+    depend on the batch it is in)."""
+    script = tmp_path / "gather.py"
+    script.write_text(GATHER_SCRIPT)
+    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1", "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, str(script), str(tmp_path / "one.npz")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29551", str(script), str(tmp_path / "two.npz")],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    a, b = np.load(tmp_path / "one.npz"), np.load(tmp_path / "two.npz")
+    assert a["conv5"].shape == (300, 1536) and a["fc7"].shape == (300, 512)
+    for key in ("labels", "conv5", "fc7"):
+        assert np.array_equal(a[key], b[key]), key

@@ -303,3 +303,24 @@ def test_table5_rows_per_retrieval_set_pair_with_revisited_columns(tmp_path: Pat
     assert embedded["ROxford Hard"] == "1.5"         # a percentage: one decimal
     assert rows.loc["Oxford5k / Paris6k", "Oxford5k"] == "40.0"
     assert set(published["sets"]) == {"Oxford5k / Paris6k"}
+
+
+def test_headroom_table_derives_the_gap_closed_per_column(tmp_path: Path) -> None:
+    """DeepCluster 80, supervised 90, Random 70 -> 50 % of the gap closed; two seeds give a
+    mean; the paper's ratios are computed from its printed Table 1 (conv3 78 %, conv5 60 %)."""
+    sup = {**DC, "path": "runs/sup/checkpoint.pth.tar", "sha256": "5" * 64,
+           "method": "supervised"}
+    rnd = {**RANDOM, "method": "random"}
+    rows = []
+    for ckpt, values in ((DC, (79.0, 81.0)), (sup, (90.0, 90.0)), (rnd, (70.0, 70.0))):
+        rows += [record("linear-fmnist-10", "conv3", "top1", v, ckpt, seed=s,
+                        dataset="fashion-mnist") for s, v in enumerate(values)]
+    write_records(tmp_path, rows)
+    build_report(tmp_path, runs=[])
+    frame = read_csv(tmp_path / "tables" / "table1_headroom.csv").set_index("method")
+    derived = frame.loc["DeepCluster: % of the Random -> supervised gap closed"]
+    assert derived["10/class conv3"] == "50" and derived["10/class conv5"] == ""
+    dc_row = next(i for i in frame.index if i.startswith("deepcluster"))
+    assert frame.loc[dc_row, "10/class conv3"] == "80.0 ± 1.4"
+    md = (tmp_path / "tables" / "table1_headroom.md").read_text()
+    assert "conv3 78 %" in md and "conv5 60 %" in md

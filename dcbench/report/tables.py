@@ -279,7 +279,10 @@ def other_records(frame: pd.DataFrame, best: bool, covered: set[tuple[str, str]]
 
 def paper_tables(frame: pd.DataFrame, best: bool = False) -> list[Table]:
     """Every table of the report, in the order report.md shows them."""
-    always = [table1(frame, best), table2(frame, best), table3(frame, best),
+    from dcbench.report.gap_table import table1_headroom  # it builds on assemble() here
+
+    always = [table1(frame, best), table1_headroom(frame, best), table2(frame, best),
+              table3(frame, best),
               table4(frame, best), table5(frame, best), clustering(frame, best, "nmi_geometric"),
               clustering(frame, best, "acc"), clustering(frame, best, "ari")]
     if_measured = [table1(frame, best, metric="top5"), clustering(frame, best, "nmi_arithmetic")]
