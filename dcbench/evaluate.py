@@ -28,6 +28,7 @@ from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
 from dcbench.models import Trunk
 from dcbench.models.fold_bn import folded_copy
+from dcbench.precision import amp_name
 from dcbench.progress import say
 from dcbench.provenance import code_version, config_hash
 from dcbench.results import (
@@ -122,7 +123,8 @@ def make_records(task: tasks.Task, measurements: list[tasks.Measurement],
             config_hash=chash, code_version=code_version(),
             dcbench_version=dcbench.__version__, started=started, seconds=round(seconds, 3),
             device=str(ctx.device), world_size=distributed.world_size(), quick=ctx.quick,
-            command=command, extra={**m.extra, "run_settings": list(settings)}))
+            command=command, extra={**m.extra, "run_settings": list(settings),
+                                    "amp": amp_name(ctx.device)}))
     return out
 
 

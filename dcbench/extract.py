@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from dcbench.models import Trunk
+from dcbench.precision import autocast
 from dcbench.progress import progress
 
 
@@ -29,7 +30,7 @@ def iter_taps(trunk: Trunk, loader: DataLoader, taps: Sequence[str], device: tor
               desc: str = "features") -> Iterator[tuple[np.ndarray, np.ndarray,
                                                          dict[str, torch.Tensor], int]]:
     """Yield (indices, targets, {tap: float32 activations on `device`}, n_skipped) per batch,
-    the trunk in eval mode without gradients."""
+    the trunk in eval mode without gradients (bf16 autocast on CUDA, cast back to float32)."""
     trunk.eval()
     with torch.inference_mode():
         for images, targets, indices, skipped in progress(loader, desc, total=len(loader),
@@ -37,6 +38,7 @@ def iter_taps(trunk: Trunk, loader: DataLoader, taps: Sequence[str], device: tor
             if images is None:
                 yield np.zeros(0, np.int64), np.zeros(0, np.int64), {}, skipped
                 continue
-            out = trunk.extract(to_device(images, device), taps)
+            with autocast(device):
+                out = trunk.extract(to_device(images, device), taps)
             yield indices.numpy(), targets.numpy(), {k: v.float() for k, v in out.items()}, \
                 skipped

@@ -307,3 +307,31 @@ def test_yfcc1m_end_to_end_skips_and_counts_bad_entries(tiny_file_list: Path, tm
     assert len(assignment) == n + 2 and (assignment == -1).sum() == 2
     assert "1 listed images do not exist" in proc.stderr
     assert "2 of 14 images could not be read" in proc.stderr
+
+
+def test_mixed_precision_is_bf16_on_cuda_only(monkeypatch) -> None:
+    from dcbench.precision import amp_name, autocast
+
+    cpu = torch.device("cpu")
+    assert amp_name(cpu) == "off"
+    with autocast(cpu):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert amp_name(torch.device("cuda", 0)) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert amp_name(torch.device("cuda", 0)) == "off"      # float32, never fp16 unscaled
+
+
+def test_the_reference_run_records_its_precision(reference_run: Path) -> None:
+    assert json.loads((reference_run / "config.json").read_text())["amp"] == "off"
+
+
+def test_the_supervised_baseline_is_reproducible(tmp_path: Path) -> None:
+    """Two supervised runs with the same seed train the same network (the head was drawn
+    from torch's unseeded default generator, so the baseline changed run to run)."""
+    for name in ("a", "b"):
+        pretrain(tmp_path / name, "--method", "supervised", "--epochs", "1")
+    wa, wb = weights(tmp_path / "a" / "checkpoint.pth.tar"), weights(tmp_path / "b" /
+                                                                    "checkpoint.pth.tar")
+    assert wa.keys() == wb.keys() and "top_layer.weight" in wa
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

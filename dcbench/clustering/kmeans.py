@@ -37,10 +37,15 @@ def gpu_available() -> bool:
 
 class CentroidIndex:
     """A flat L2 index over the centroids, built once per k-means call (GPU resources are
-    expensive to create) and refilled each iteration."""
+    expensive to create) and refilled each iteration. The released run_kmeans searches on
+    GPU 0 only; with several visible GPUs dcbench replicates the index on all of them and
+    splits the queries (faiss's index_cpu_to_all_gpus): the same nearest centroids, sooner.
+    k-means runs on rank 0 only, so it may use every GPU of the machine."""
 
     def __init__(self, d: int, use_gpu: bool):
-        if use_gpu:
+        if use_gpu and faiss.get_num_gpus() > 1:
+            self.index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(d))
+        elif use_gpu:
             self._res = faiss.StandardGpuResources()
             cfg = faiss.GpuIndexFlatConfig()
             cfg.useFloat16 = False

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from dcbench.data.image_folder import IMG_EXTENSIONS, load_rgb
+from dcbench.data.image_folder import IMG_EXTENSIONS, ListedImages
 from dcbench.data.registry import ValidationReport
 from dcbench.errors import DataError
 
@@ -49,25 +49,6 @@ def _first(folder: Path, n: int) -> list[Path]:
             if len(out) >= n:
                 break
     return out
-
-
-class ListedImages(Dataset):
-    """(path, label) pairs read on demand; None for an image that cannot be decoded."""
-
-    def __init__(self, samples: list[tuple[str, int]], classes: list[str],
-                 transform: Callable | None) -> None:
-        self.samples, self.classes, self.transform = samples, classes, transform
-        self.targets = [t for _, t in samples]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int):
-        path, target = self.samples[i]
-        img = load_rgb(path)
-        if img is None:
-            return None
-        return (self.transform(img) if self.transform is not None else img), target
 
 
 # -- Places205 ---------------------------------------------------------------------------------

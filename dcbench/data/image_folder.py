@@ -46,11 +46,14 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, samples
 
 
-class ImageFolder(Dataset):
-    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
-        self.classes, self.samples = scan_split(root / split)
-        self.targets = [t for _, t in self.samples]
-        self.transform = transform
+class ListedImages(Dataset):
+    """(path, label) pairs read on demand; None for an image that cannot be decoded (the
+    loader skips and counts it)."""
+
+    def __init__(self, samples: list[tuple[str, int]], classes: list[str],
+                 transform: Callable | None) -> None:
+        self.samples, self.classes, self.transform = samples, classes, transform
+        self.targets = [t for _, t in samples]
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -60,9 +63,13 @@ class ImageFolder(Dataset):
         img = load_rgb(path)
         if img is None:
             return None
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, target
+        return (self.transform(img) if self.transform is not None else img), target
+
+
+class ImageFolder(ListedImages):
+    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
+        classes, samples = scan_split(root / split)
+        super().__init__(samples, classes, transform)
 
 
 def _validator(name: str, splits: tuple[str, ...]) -> Callable[[Path], ValidationReport]:

@@ -15,6 +15,7 @@ from dcbench import distributed as dist
 from dcbench.methods import deepcluster, supervised
 from dcbench.methods.config import resolve
 from dcbench.methods.session import Session, build_session
+from dcbench.precision import amp_name
 from dcbench.progress import say
 from dcbench.threads import configure_threads
 
@@ -45,6 +46,7 @@ def run_pretraining(opts: dict[str, Any], command: str = "") -> Session | dict[s
     cfg = resolve(opts)
     device = dist.init()
     cfg["world_size"] = dist.world_size()
+    cfg["amp"] = amp_name(device)               # bf16 autocast on CUDA, off on CPU
     configure_threads()
     session = build_session(cfg, command, device, resume=bool(opts.get("resume")))
     epoch_fn = METHODS[cfg["method"]]

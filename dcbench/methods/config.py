@@ -25,7 +25,8 @@ SMALL = {"arch": "alexnet-small", "k": 100, "epochs": 10, "pca_dim": 128, "min_s
          "empty_clusters": "paper"}
 COMMON = {"batch_size": 256, "lr": 0.05, "wd": 1e-5, "momentum": 0.9}
 # Keys a resumed run may change without becoming a different run.
-RESUMABLE_CHANGES = {"epochs", "workers", "save_every", "out"}
+# (amp follows the device: a run may resume on another machine)
+RESUMABLE_CHANGES = {"epochs", "workers", "save_every", "out", "amp"}
 METHOD_NAMES = ("deepcluster", "supervised", "jule")     # jule: dcbench/methods/jule.py
 
 

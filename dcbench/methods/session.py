@@ -93,9 +93,10 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
         run.create(cfg)
     dist.barrier()
     print_config(cfg)                       # after the checks: an error is not buried under it
-    model = build_model(cfg["arch"], sobel=cfg["sobel"], seed=cfg["seed"])
-    if cfg["method"] == "supervised":
-        model.set_top_layer(len(getattr(train_full, "classes", [])) or 1)
+    # the supervised head is drawn with the trunk, from the run's seed (drawn afterwards from
+    # torch's unseeded default generator, it made the baseline differ run to run)
+    k = (len(getattr(train_full, "classes", [])) or 1) if cfg["method"] == "supervised" else None
+    model = build_model(cfg["arch"], sobel=cfg["sobel"], seed=cfg["seed"], k=k)
     model = prepare(model, device)
     params = trunk_parameters(model) + (list(model.top_layer.parameters())
                                         if cfg["method"] == "supervised" else [])

@@ -13,6 +13,7 @@ from dcbench import distributed as dist
 from dcbench.errors import DcbenchError
 from dcbench.extract import to_device
 from dcbench.faults import fault_active, fault_point
+from dcbench.precision import autocast
 from dcbench.progress import bar
 
 
@@ -41,8 +42,9 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizers: Sequence[torch
         if images is None:
             continue
         target = (labels[indices] if labels is not None else targets).to(device)
-        output = model(to_device(images, device))
-        loss = criterion(output, target)
+        with autocast(device):
+            output = model(to_device(images, device))
+        loss = criterion(output.float(), target)
         if fault_active("nan-loss", epoch):
             loss = loss * float("nan")
         if not torch.isfinite(loss):
