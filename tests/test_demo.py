@@ -62,7 +62,7 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     assert "## Table 1" in report
     table1 = (results / "tables" / "table1_linear.csv").read_text()
     assert "deepcluster · " in table1 and "random · random:alexnet-small" in table1
-    assert "DeepCluster: % of the Random -> supervised gap closed" in \
+    assert "DeepCluster: % of the gap from Random to supervised closed" in \
         (results / "tables" / "table1_headroom.csv").read_text()
     for fig in ("fig2_nmi", "fig3_cluster_sizes", "probe_layers", "conv1_filters",
                 "nearest_neighbours"):

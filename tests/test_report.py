@@ -318,7 +318,7 @@ def test_headroom_table_derives_the_gap_closed_per_column(tmp_path: Path) -> Non
     write_records(tmp_path, rows)
     build_report(tmp_path, runs=[])
     frame = read_csv(tmp_path / "tables" / "table1_headroom.csv").set_index("method")
-    derived = frame.loc["DeepCluster: % of the Random -> supervised gap closed"]
+    derived = frame.loc["DeepCluster: % of the gap from Random to supervised closed"]
     assert derived["10/class conv3"] == "50" and derived["10/class conv5"] == ""
     dc_row = next(i for i in frame.index if i.startswith("deepcluster"))
     assert frame.loc[dc_row, "10/class conv3"] == "80.0 ± 1.4"

@@ -50,7 +50,7 @@ def derived_row(rows: list[MeasuredRow], columns: list[Column]) -> MeasuredRow |
     if any(len(v) != 1 for v in by_method.values()):
         return None
     dc, sup, rnd = (by_method[m][0] for m in METHODS)
-    out = MeasuredRow(label="DeepCluster: % of the Random -> supervised gap closed",
+    out = MeasuredRow(label="DeepCluster: % of the gap from Random to supervised closed",
                       ckpt="")
     for col in columns:
         if all(col.label in r.means for r in (dc, sup, rnd)):
