@@ -83,7 +83,7 @@ def pretrain(**opts) -> None:
 
     \b
     dcbench pretrain --data fashion-mnist --max-images 2000 --epochs 1 --out runs/try
-        (a first trial: about a minute on 2 CPU cores)
+        (a first trial: about 15 seconds on 2 CPU cores)
     dcbench pretrain --data fashion-mnist --out runs/dc-fmnist
     torchrun --nproc_per_node=2 -m dcbench pretrain --data imagenet --out runs/dc-in
     dcbench pretrain --method jule --data digits --out runs/jule-digits
