@@ -11,7 +11,7 @@ import fcntl
 import io
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -86,13 +86,22 @@ def atomic_numpy_save(path: str | os.PathLike, array: Any) -> None:
 
 
 @contextmanager
-def locked(path: str | os.PathLike) -> Iterator[None]:
-    """Hold an exclusive advisory lock on `path + '.lock'` (for read-modify-write of a file)."""
+def locked(path: str | os.PathLike,
+           on_wait: Callable[[Path], None] | None = None) -> Iterator[None]:
+    """Hold an exclusive advisory lock on `path + '.lock'` (for read-modify-write of a file).
+    `on_wait(lock_path)` is called once if another process holds it (before blocking)."""
     path = Path(path)
     lock_path = path.parent / f".{path.name}.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     with open(lock_path, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        if on_wait is None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        else:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                on_wait(lock_path)
+                fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:

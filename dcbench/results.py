@@ -9,7 +9,6 @@ config hash, seed) already recorded is a cache hit: `dcbench eval` skips it unle
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -24,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from dcbench.atomic import atomic_append_lines
+from dcbench.atomic import atomic_append_lines, locked
 
 DEFAULT_RESULTS_DIR = Path("results")
 
@@ -117,19 +116,10 @@ def computing(root: Path, key: tuple) -> Iterator[None]:
         yield
         return
     digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
-    lock_path = root / ".locks" / f"{digest}.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"waiting for another dcbench eval of the same task, checkpoint, config and "
-                f"seed to finish (lock {lock_path})")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with locked(root / ".locks" / digest, on_wait=lambda lock: say(
+            f"waiting for another dcbench eval of the same task, checkpoint, config and seed "
+            f"to finish (lock {lock})")):
+        yield
 
 
 # what a line must hold to be a record: key -> accepted types (the rest is provenance)
