@@ -206,6 +206,8 @@ TASK_OPTIONS: dict[str, Field] = {
 
 # -- JULE's options (`dcbench pretrain --method jule --set KEY=VALUE`) -----------------------
 JULE: dict[str, Field] = {
+    "arch": Field(str, choices=("jule-16", "jule-28", "jule-32", "jule-128"),
+                  example="jule-32"),
     "epochs": positive_int(20),
     "batch_size": Field(int, 2, example=100),
     "lr": positive(0.01),

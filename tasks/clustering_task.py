@@ -46,6 +46,7 @@ from .inputs import (
     QUICK_TEST,
     OnLabelledDataset,
     eval_split,
+    input_side,
     labelled_split,
     num_classes,
     transform_for,
@@ -95,8 +96,9 @@ class Clustering(OnLabelledDataset):
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         cfg = self.config(ctx)
-        data = labelled_split(cfg["dataset"], cfg["split"], transform_for(cfg["dataset"], "eval"),
-                              ctx.data_root, cfg["max_images"])
+        tf = transform_for(cfg["dataset"], "eval", input_side(cfg["dataset"], trunk))
+        data = labelled_split(cfg["dataset"], cfg["split"], tf, ctx.data_root,
+                              cfg["max_images"])
         k = cfg["k"] or num_classes(data)
         if k >= len(data):
             raise DcbenchError(f"k = {k} clusters needs more than the {len(data)} images "

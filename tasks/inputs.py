@@ -1,8 +1,9 @@
 """What a task feeds the trunk: which image side a dataset gives, whether the checkpoint's arch
 takes that side, and the (quick-mode subset of the) labelled splits.
 
-A 224 px dataset (ImageNet, Places205) needs alexnet or vgg16; a 32 px dataset
-(Fashion-MNIST, padded from 28) needs alexnet-small. Both are checked before any work.
+A 224 px dataset (ImageNet, Places205) needs alexnet or vgg16; a small dataset
+(Fashion-MNIST, digits, JULE's sets) is fed at 32 px (28 px padded) to alexnet-small and
+jule-32, and at a JULE net's own side (16, 28 or 128 px) to that net. Checked before any work.
 """
 
 from __future__ import annotations
@@ -23,8 +24,13 @@ QUICK_TRAIN, QUICK_TEST = 512, 256       # --quick: the same code on this many i
 QUICK_SUBSET_SEED = 0                    # the same quick subset for every seed
 
 
-def input_side(dataset: str) -> int:
-    return SIDES[get_dataset_spec(dataset).size]
+def input_side(dataset: str, trunk: Trunk | None = None) -> int:
+    """The side `dataset`'s images are fed at: 224 for large sets; for small sets 32, or the
+    trunk's own side when it is a small-image trunk (INPUT_SIZE under 224)."""
+    side = SIDES[get_dataset_spec(dataset).size]
+    if trunk is not None and side == SIDES["small"] and trunk.INPUT_SIZE < SIDES["large"]:
+        return trunk.INPUT_SIZE
+    return side
 
 
 def check_input(trunk: Trunk, dataset: str, task: str) -> None:
@@ -33,7 +39,7 @@ def check_input(trunk: Trunk, dataset: str, task: str) -> None:
     if not get_dataset_spec(dataset).labelled:
         raise DcbenchError(f"task '{task}' needs labels and dataset '{dataset}' has none; use a "
                            f"labelled dataset (e.g. fashion-mnist, imagenet)")
-    side = input_side(dataset)
+    side = input_side(dataset, trunk)
     if trunk.INPUT_SIZE != side:
         fits = [a for a, cls in MODELS.items() if cls.INPUT_SIZE == side]
         raise DcbenchError(f"task '{task}' feeds {side} px images ({dataset}) but the checkpoint "
@@ -52,9 +58,10 @@ def train_split(dataset: str) -> str:
     return get_dataset_spec(dataset).splits[0]
 
 
-def transform_for(dataset: str, recipe: str) -> Callable:
+def transform_for(dataset: str, recipe: str, side: int = SIDES["small"]) -> Callable:
+    """`recipe`'s transform for `dataset`; small sets come out at `side` px (input_side)."""
     spec = get_dataset_spec(dataset)
-    return make_transform(recipe, spec.size, spec.mean, spec.std, spec.native)
+    return make_transform(recipe, spec.size, spec.mean, spec.std, spec.native, side=side)
 
 
 def labelled_split(dataset: str, split: str, transform: Callable, data_root: str | None,

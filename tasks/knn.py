@@ -25,6 +25,7 @@ from .inputs import (
     QUICK_TRAIN,
     OnLabelledDataset,
     eval_split,
+    input_side,
     labelled_split,
     num_classes,
     train_split,
@@ -100,7 +101,7 @@ class KNN(OnLabelledDataset):
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         cfg = self.config(ctx)
         ds = cfg["dataset"]
-        tf = transform_for(ds, "eval")
+        tf = transform_for(ds, "eval", input_side(ds, trunk))
         train = labelled_split(ds, cfg["train_split"], tf, ctx.data_root, cfg["max_train"])
         test = labelled_split(ds, cfg["test_split"], tf, ctx.data_root, cfg["max_test"])
         if cfg["k"] > len(train):

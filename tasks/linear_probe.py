@@ -55,6 +55,7 @@ from .inputs import (
     balanced_subset,
     check_input,
     eval_split,
+    input_side,
     labelled_split,
     num_classes,
     train_split,
@@ -290,8 +291,9 @@ class LinearProbe(Task):
         cfg = self.config(ctx)
         ds = self.dataset
         trunk.eval()                      # BN statistics stay frozen (eval_linear.py does so)
-        train_tf = transform_for(ds, "probe" if cfg["augment"] else "eval")
-        test_tf = tencrop_transform(ds) if cfg["tencrop"] else transform_for(ds, "eval")
+        side = input_side(ds, trunk)
+        train_tf = transform_for(ds, "probe" if cfg["augment"] else "eval", side)
+        test_tf = tencrop_transform(ds) if cfg["tencrop"] else transform_for(ds, "eval", side)
         if self.labels_per_class:         # another labelled draw per seed (max_train n/a)
             train = balanced_subset(labelled_split(ds, cfg["train_split"], train_tf,
                                                    ctx.data_root, None),

@@ -228,7 +228,7 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(
 
 def test_there_are_at_least_40_rows_and_arch_choices_match_the_models() -> None:
     assert len(ROWS) >= 40
-    assert set(cli.ARCHS) == set(MODELS) - {"jule-32"}
+    assert set(cli.ARCHS) == {a for a in MODELS if not a.startswith("jule-")}
 
 
 def test_readme_lists_every_row() -> None:

@@ -44,9 +44,9 @@ def test_usps_reads_libsvm_bz2_with_labels_1_to_10(tmp_path: Path):
             f.write("\n".join(lines) + "\n")
     data = build_dataset("usps", "train", None, root=tmp_path)
     assert [data[i][1] for i in range(3)] == [0, 9, 3]
-    small = np.clip((pixels[1] + 1) * 127.5, 0, 255).astype(np.uint8).reshape(16, 16)
-    want = np.asarray(Image.fromarray(small).resize((28, 28), Image.BILINEAR))
-    assert np.array_equal(np.asarray(data[1][0]), want)
+    # rounded, not truncated: (v + 1) * 127.5 lands just under an integer for most values
+    small = np.clip(np.rint((pixels[1] + 1) * 127.5), 0, 255).astype(np.uint8).reshape(16, 16)
+    assert np.array_equal(np.asarray(data[1][0]), small)       # kept at its 16 px
 
 
 def test_usps_bad_line_is_named(tmp_path: Path):
@@ -64,7 +64,7 @@ def test_coil20_reads_obj_pose_files_in_object_order(tmp_path: Path):
     data = build_dataset("coil20", "all", None, root=tmp_path)
     assert len(data) == 40 and len(data.classes) == 20
     assert [data[i][1] for i in (0, 1, 2, 39)] == [0, 0, 1, 19]
-    assert np.asarray(data[3][0]).shape == (28, 28) and np.asarray(data[3][0])[0, 0] == 25
+    assert np.asarray(data[3][0]).shape == (128, 128) and np.asarray(data[3][0])[0, 0] == 25
     (tmp_path / "obj20__0.png").unlink()
     (tmp_path / "obj20__5.png").unlink()
     with pytest.raises(DataError, match="of 20 objects, found 19"):
@@ -90,5 +90,6 @@ def test_jule_runs_on_a_coil20_tree_to_its_20_objects(tmp_path: Path):
     assert row["final"] and row["n_clusters"] == 20 and row["n_images"] == 60
     config = json.loads((out / "config.json").read_text())
     assert config["split"] == "all" and config["data"] == "coil20"
+    assert config["arch"] == "jule-128"             # the released COIL net, at 128 px
     # three noisy poses of one random texture per object: the 1-NN graph alone finds them
     assert row["jule_rc"]["nmi_geometric"] == pytest.approx(1.0)

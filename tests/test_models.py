@@ -23,9 +23,17 @@ TAP_SHAPES = {
     "vgg16": {"conv1": (64, 224, 224), "conv2": (128, 112, 112), "conv3": (256, 56, 56),
               "conv4": (512, 28, 28), "conv5": (512, 14, 14), "fc6_pre": (4096,),
               "fc6": (4096,), "fc7_pre": (4096,), "fc7": (4096,)},
+    "jule-16": {"conv1": (50, 12, 12), "embed": (160,)},
+    "jule-28": {"conv1": (50, 24, 24), "conv2": (50, 8, 8), "embed": (160,)},
     "jule-32": {"conv1": (50, 28, 28), "conv2": (50, 10, 10), "embed": (160,)},
+    "jule-128": {"conv1": (50, 124, 124), "conv2": (50, 58, 58), "conv3": (50, 25, 25),
+                 "conv4": (50, 9, 9), "embed": (160,)},
 }
-BATCH = {"alexnet": 2, "alexnet-small": 2, "vgg16": 1, "jule-32": 2}
+BATCH = {"alexnet": 2, "alexnet-small": 2, "vgg16": 1, "jule-16": 2, "jule-28": 2,
+         "jule-32": 2, "jule-128": 2}
+# the flat layer of JULE's released nets (REFERENCE.md / PROTOCOLS.md): MNIST, USPS, COIL; a
+# floor-mode pool would give COIL 800, a pool after MNIST's second conv 800
+JULE_FLAT = {"jule-28": 3200, "jule-16": 1800, "jule-128": 1250, "jule-32": 5000}
 
 ALEXNET_CONVS = [0, 4, 8, 11, 14]
 VGG16_CONVS = [0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40]
@@ -58,14 +66,23 @@ def test_tap_shapes_and_deepest_tap_matches_forward(arch: str, models) -> None:
     assert set(out) == set(TAP_SHAPES[arch]) == set(model.tap_names())
     for tap, shape in TAP_SHAPES[arch].items():
         assert tuple(out[tap].shape) == (len(x), *shape), tap
-    last = "embed" if arch == "jule-32" else "fc7"
+    last = "embed" if arch.startswith("jule") else "fc7"
     assert torch.allclose(out[last], full, atol=1e-5)
-    if arch == "jule-32":        # JULE's output is L2-normalised
+    if arch.startswith("jule"):        # JULE's output is L2-normalised
         torch.testing.assert_close(full.norm(dim=1), torch.ones(len(x)))
         return
     assert torch.equal(out["fc7"], torch.relu(out["fc7_pre"]))
     assert torch.equal(out["fc6"], torch.relu(out["fc6_pre"]))
     assert (out["fc7_pre"] < 0).any() and (out["fc7"] >= 0).all()
+
+
+@pytest.mark.parametrize("arch", sorted(JULE_FLAT))
+def test_jule_nets_have_the_released_flat_layer(arch: str) -> None:
+    assert MODELS[arch].FLAT_DIM == JULE_FLAT[arch]
+    model = build_model(arch, sobel=False, seed=0)
+    assert model.classifier[0].in_features == JULE_FLAT[arch]
+    assert sum(isinstance(m, nn.MaxPool2d) and m.ceil_mode for m in model.features) == \
+        {"jule-16": 1, "jule-28": 1, "jule-32": 1, "jule-128": 4}[arch]
 
 
 @pytest.mark.parametrize("arch", ["alexnet", "alexnet-small"])

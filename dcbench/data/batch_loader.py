@@ -26,7 +26,7 @@ from dcbench.data.small_transforms import SmallTransform
 def in_memory_view(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                SmallTransform] | None:
     """(uint8 images (M, 28, 28), targets (M,), row of each dataset index, transform) for a
-    dataset (or Subset of one) held in memory with a 28 px SmallTransform; else None."""
+    dataset (or Subset of one) held in memory with a 28 px -> 32 px SmallTransform; else None."""
     rows = None
     base = dataset
     while isinstance(base, Subset):
@@ -36,7 +36,8 @@ def in_memory_view(dataset: Dataset) -> tuple[np.ndarray, np.ndarray, np.ndarray
     images = getattr(base, "images", None)
     transform = getattr(base, "transform", None)
     if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 3
-            and images.shape[1:] == (28, 28) and isinstance(transform, SmallTransform)):
+            and images.shape[1:] == (28, 28) and isinstance(transform, SmallTransform)
+            and transform.side == 32):
         return None
     targets = np.asarray(base.targets, dtype=np.int64)
     if rows is None:

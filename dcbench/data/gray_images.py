@@ -15,10 +15,18 @@ from torch.utils.data import Dataset
 
 
 def to_28(images: list[Image.Image]) -> np.ndarray:
-    """Grey 28x28 uint8 array of PIL images (bilinear): how the smaller and larger grey sets
-    (digits, USPS, COIL) join Fashion-MNIST's format."""
-    return np.stack([np.asarray(im.convert("L").resize((28, 28), Image.BILINEAR))
-                     for im in images])
+    """Grey 28x28 uint8 array of PIL images (bilinear): how digits' 8x8 images join
+    Fashion-MNIST's format."""
+    return to_gray(images, 28)
+
+
+def to_gray(images: list[Image.Image], side: int) -> np.ndarray:
+    """Grey side x side uint8 array of PIL images (bilinear where the size differs)."""
+    def one(im: Image.Image) -> np.ndarray:
+        im = im.convert("L")
+        return np.asarray(im if im.size == (side, side) else
+                          im.resize((side, side), Image.BILINEAR))
+    return np.stack([one(im) for im in images])
 
 
 class GrayImages(Dataset):

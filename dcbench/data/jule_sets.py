@@ -1,8 +1,9 @@
 """JULE's image-clustering sets in the files their users download: MNIST, USPS, COIL-20/100.
 
-All become 28x28 grayscale images held in memory (GrayImages), Fashion-MNIST's format, so
-the same 32-px transforms, the jule-32 net and every 32-px task apply. JULE trained its own
-net per input size (16 px USPS, 128 px COIL); dcbench resizes instead (README, JULE section).
+Each is held in memory at its own size as grayscale (GrayImages): MNIST 28 px, USPS 16 px,
+COIL 128 px, the sizes of JULE's per-set nets (jule-28, jule-16, jule-128), which see the
+images as they are. The 32-px tasks and trunks (alexnet-small, jule-32) see them as every
+small set: 28 px padded to 32, other sizes resized to 32 (dcbench/data/small_transforms.py).
 - `mnist`: the four idx files (train-images-idx3-ubyte[.gz] ...), as Fashion-MNIST.
 - `usps`: `usps.bz2` and `usps.t.bz2` (the LIBSVM-format files most mirrors carry: one line
   per image, "label index:value ...", labels 1-10 for digits 0-9, 256 values in [-1, 1] for a
@@ -22,13 +23,14 @@ import numpy as np
 from PIL import Image
 
 from dcbench.data.fashion_mnist import FILES, read_idx, validate_idx
-from dcbench.data.gray_images import GrayImages, to_28
+from dcbench.data.gray_images import GrayImages, to_gray
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.errors import DataError
 
 DIGITS = [str(i) for i in range(10)]
 USPS_FILES = {"train": "usps.bz2", "test": "usps.t.bz2"}
 COIL_NAME = re.compile(r"obj(\d+)__(\d+)\.png$")
+COIL_SIDE = 128          # the processed COIL sets' image size (others are resized to it)
 
 
 # -- MNIST ------------------------------------------------------------------------------------
@@ -63,7 +65,8 @@ def read_usps(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{path} line {len(images) + 1}: not a LIBSVM USPS line ({e})") from None
     if not images:
         raise DataError(f"{path} holds no image")
-    x = np.clip((np.stack(images) + 1.0) * 127.5, 0, 255).astype(np.uint8).reshape(-1, 16, 16)
+    x = np.clip(np.rint((np.stack(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    x = x.reshape(-1, 16, 16)
     y = np.asarray(labels, np.int64)
     if y.min() < 0 or y.max() > 9:
         raise DataError(f"{path}: labels must be 1-10, found {y.min() + 1}-{y.max() + 1}")
@@ -72,7 +75,7 @@ def read_usps(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def usps(root: Path, split: str, transform) -> GrayImages:
     x, y = read_usps(root / USPS_FILES[split])
-    out = GrayImages(to_28([Image.fromarray(im) for im in x]), y, transform)
+    out = GrayImages(x, y, transform)
     out.classes = DIGITS
     return out
 
@@ -101,7 +104,7 @@ def coil_files(root: Path, n_objects: int) -> list[tuple[Path, int]]:
 def coil(n_objects: int):
     def build(root: Path, split: str, transform) -> GrayImages:
         files = coil_files(root, n_objects)
-        out = GrayImages(to_28([Image.open(p) for p, _ in files]),
+        out = GrayImages(to_gray([Image.open(p) for p, _ in files], COIL_SIDE),
                          np.asarray([k for _, k in files]), transform)
         out.classes = [f"obj{k}" for k in range(1, n_objects + 1)]
         return out
@@ -123,14 +126,14 @@ register_dataset(DatasetSpec(
     labelled=True, validate=lambda root: validate_idx("mnist", root, DIGITS), build=mnist,
     needs_root_hint="the folder of the MNIST idx files"))
 register_dataset(DatasetSpec(
-    name="usps", description="USPS, 9,298 16x16 handwritten digits (usps.bz2, usps.t.bz2), "
-    "shown at 28 px", splits=("train", "test"), size="small", native=28,
+    name="usps", description="USPS, 9,298 16x16 handwritten digits (usps.bz2, usps.t.bz2)",
+    splits=("train", "test"), size="small", native=16,
     mean=(0.25,) * 3, std=(0.35,) * 3, labelled=True, validate=validate_usps, build=usps,
     needs_root_hint="the folder of usps.bz2 and usps.t.bz2"))
 for _n in (20, 100):
     _build, _validate = coil(_n)
     register_dataset(DatasetSpec(
         name=f"coil{_n}", description=f"COIL-{_n}, {_n} objects x 72 poses (obj<K>__<A>.png), "
-        f"shown at 28 px grey", splits=("all",), size="small", native=28,
+        f"128 px, grey", splits=("all",), size="small", native=COIL_SIDE,
         mean=(0.2,) * 3, std=(0.3,) * 3, labelled=True, validate=_validate, build=_build,
         needs_root_hint=f"the COIL-{_n} image folder"))

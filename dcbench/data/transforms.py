@@ -21,11 +21,12 @@ RECIPES = ("cluster", "train", "probe", "eval")
 
 def make_transform(recipe: str, size: str, mean: tuple[float, ...] = IMAGENET_MEAN,
                    std: tuple[float, ...] = IMAGENET_STD, native: int = 224,
-                   min_scale: float = 0.08) -> Callable:
+                   min_scale: float = 0.08, side: int = 32) -> Callable:
     """Build the named recipe for 'large' or 'small' inputs (PIL image -> normalised tensor).
 
     `min_scale` is RandomResizedCrop's lower scale bound for the 'train' recipe (0.08 is
-    torchvision's and the original code's; small images want a milder crop).
+    torchvision's and the original code's; small images want a milder crop). `side`: the
+    small recipes' output side (32, or a JULE net's own input size).
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown transform recipe '{recipe}'; choose one of {RECIPES}")
@@ -34,7 +35,7 @@ def make_transform(recipe: str, size: str, mean: tuple[float, ...] = IMAGENET_ME
     if size == "small":
         from dcbench.data.small_transforms import SmallTransform
 
-        return SmallTransform(recipe, native, mean, std, min_scale)
+        return SmallTransform(recipe, native, mean, std, min_scale, side)
     # imported here: torchvision costs seconds to import and `dcbench data ...` needs none of it
     from torchvision import transforms as T
 

@@ -18,9 +18,9 @@ cluster's shuffled members cut into chunks of at most 10, chunks shuffled and pa
 batches of 100, so every batch holds positives and negatives and every image is seen once per
 pass. The images are held in memory as one tensor (JULE's sets are small).
 
-`--epochs` is the passes per period; `--set KEY=VALUE` sets k_s, k_c, eta, margin, gamma,
-negatives, target, split and min_size (dcbench's outlier rule, off by default:
-dcbench/clustering/agglomerative.py). A checkpoint after every period holds the labels and
+`--epochs` is the passes per period; `--set KEY=VALUE` sets arch (the net: NETS below), k_s,
+k_c, eta, margin, gamma, negatives, target, split and min_size (dcbench's outlier rule, off by
+default: dcbench/clustering/agglomerative.py). A checkpoint after every period holds the labels and
 the global iteration: --resume continues at the next period.
 """
 
@@ -49,16 +49,21 @@ from dcbench.extract import prepare
 from dcbench.methods.run_dir import RunDir
 from dcbench.methods.session import check_max_images
 from dcbench.models import build_model
+from dcbench.models.jule_net import JULE_NETS
 from dcbench.progress import bar, say
 from dcbench.schema import JULE as JULE_FIELDS
 from dcbench.schema import PRETRAIN, check_value, check_values
 
 DEFAULTS: dict[str, Any] = {
-    "arch": "jule-32", "epochs": 20, "batch_size": 100, "lr": 0.01, "momentum": 0.9,
+    "arch": None, "epochs": 20, "batch_size": 100, "lr": 0.01, "momentum": 0.9,
     "wd": 5e-5, "k_s": 20, "k_c": 5, "eta": 0.9, "gamma": 1.0, "margin": 0.2, "negatives": 20,
     "target": None, "split": None, "chunk": 10, "min_size": 1,
 }
 # (type, lowest allowed value) of every JULE option; `target` None = the number of classes
+# The released code's net per set (its images at their own size); any other small set gets
+# jule-32, the MNIST net on the 32-px view every dcbench task feeds. `--set arch=jule-32`
+# trains that one on any set (e.g. MNIST, for the 32-px tasks).
+NETS = {"mnist": "jule-28", "usps": "jule-16", "coil20": "jule-128", "coil100": "jule-128"}
 
 # pretrain flags JULE has no use for: (flag, option key, the CLI's default)
 DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
@@ -85,11 +90,16 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     unknown = sorted(set(sets) - set(DEFAULTS))
     if unknown:
         raise DcbenchError(f"--set {unknown[0]}: JULE has no such option; it has "
-                           f"{', '.join(k for k in DEFAULTS if k != 'arch')}")
+                           f"{', '.join(DEFAULTS)}")
+    if opts.get("arch") is not None and "arch" not in sets:
+        raise DcbenchError(f"--arch {opts['arch']}: JULE trains its own nets "
+                           f"({', '.join(JULE_NETS)}; {NETS.get(spec.name, 'jule-32')} for "
+                           f"{spec.name}); drop --arch, or pick one with --set arch=jule-32")
     cfg: dict[str, Any] = {"method": "jule", "data": spec.name}
     for key, default in DEFAULTS.items():
         value = sets.get(key, opts.get(key))
         cfg[key] = default if value is None else value
+    cfg["arch"] = cfg["arch"] or NETS.get(spec.name, "jule-32")
     for key, field in JULE_FIELDS.items():
         flag = f"--set {key}" if key in sets else f"--{key.replace('_', '-')}"
         cfg[key] = check_value(flag, cfg[key], field, sep="=" if key in sets else " ")
@@ -97,8 +107,6 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     if cfg["split"] not in spec.splits:
         raise DcbenchError(f"--set split={cfg['split']}: '{spec.name}' has splits "
                            f"{', '.join(spec.splits)}")
-    if cfg["arch"] != "jule-32":
-        raise DcbenchError(f"JULE trains its own net (jule-32), not '{cfg['arch']}'; drop --arch")
     cfg.update({"root": opts.get("root"), "data_root": opts.get("data_root"),
                 "seed": int(opts["seed"]) if opts.get("seed") is not None else 31,
                 "max_images": opts.get("max_images"), "out": str(opts["out"]),
@@ -153,9 +161,11 @@ def embed(model, images: torch.Tensor, device: torch.device) -> np.ndarray:
 
 
 def load_images(cfg: dict[str, Any]) -> tuple[torch.Tensor, np.ndarray | None]:
-    """The whole split, deterministic 32-px transform, as one float tensor; and its labels."""
+    """The whole split at the net's input side (deterministic transform), as one float
+    tensor; and its labels."""
     spec = get_dataset_spec(cfg["data"])
-    tf = make_transform("cluster", spec.size, spec.mean, spec.std, spec.native)
+    tf = make_transform("cluster", spec.size, spec.mean, spec.std, spec.native,
+                        side=JULE_NETS[cfg["arch"]].INPUT_SIZE)
     full = build_dataset(cfg["data"], cfg["split"], tf, cfg["root"], cfg["data_root"])
     check_max_images(cfg, len(full))
     data = subset(full, cfg["max_images"], cfg["seed"])
@@ -192,7 +202,7 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
         raise DcbenchError(f"target {target} clusters needs more than the {n} images")
     run_dir.create(cfg)                     # only once the inputs are checked
     print_config(cfg)
-    model = prepare(build_model("jule-32", sobel=False, seed=cfg["seed"]), device)
+    model = prepare(build_model(cfg["arch"], sobel=False, seed=cfg["seed"]), device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["wd"])
     period, iteration, history, labels = 0, 0, [], None

@@ -7,15 +7,15 @@ import torch
 from dcbench.errors import DcbenchError
 from dcbench.models.alexnet import AlexNet
 from dcbench.models.alexnet_small import AlexNetSmall
-from dcbench.models.jule_net import JuleNet32
+from dcbench.models.jule_net import JULE_NETS, JuleNet32
 from dcbench.models.trunk import Trunk
 from dcbench.models.vgg16 import VGG16
 
 MODELS: dict[str, type[Trunk]] = {
     "alexnet": AlexNet,
     "alexnet-small": AlexNetSmall,
-    "jule-32": JuleNet32,
     "vgg16": VGG16,
+    **JULE_NETS,
 }
 
 
