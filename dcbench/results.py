@@ -19,11 +19,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from dcbench.atomic import atomic_append_lines, locked
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DEFAULT_RESULTS_DIR = Path("results")
 
@@ -180,6 +181,8 @@ def recorded_keys(results: str | os.PathLike | None = None) -> set[tuple]:
 
 def load_frame(path: str | os.PathLike) -> pd.DataFrame:
     """Records as a DataFrame, checkpoint fields flattened to ckpt_* columns."""
+    import pandas as pd  # 0.2 s: imported where used (startup time)
+
     rows = []
     for r in read_records(path):
         row = {k: v for k, v in r.items() if k not in ("checkpoint", "config", "extra")}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import faiss
 import torch
 
 
@@ -21,6 +20,8 @@ def thread_budget() -> int:
 
 def configure_threads(n: int | None = None) -> int:
     n = n or thread_budget()
+    import faiss  # imported where used (startup time)
+
     torch.set_num_threads(n)
     faiss.omp_set_num_threads(n)
     return n

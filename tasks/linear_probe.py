@@ -32,6 +32,7 @@ BatchNorm (lr 0.01, sqrt decay) is still climbing after 30 epochs (85.5-87.5).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -39,7 +40,6 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Dataset, DistributedSampler
-from torchvision import transforms as T
 
 from dcbench import distributed
 from dcbench.data import get_dataset_spec, make_loader
@@ -84,13 +84,17 @@ class StackCrops:
     """TenCrop's tuple of PIL crops -> one (10, 3, H, W) tensor, each crop normalised."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        from torchvision import transforms as T  # seconds to import: only where used
+
         self.norm = T.Compose([T.ToTensor(), T.Normalize(mean, std)])
 
     def __call__(self, crops) -> torch.Tensor:
         return torch.stack([self.norm(c.convert("RGB")) for c in crops])
 
 
-def tencrop_transform(dataset: str) -> T.Compose:
+def tencrop_transform(dataset: str) -> Callable:
+    from torchvision import transforms as T
+
     spec = get_dataset_spec(dataset)
     return T.Compose([T.Resize(256), T.TenCrop(224), StackCrops(spec.mean, spec.std)])
 

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision import transforms as T
 
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.oxford_paris import MAX_SIDE, RetrievalSet, build_retrieval
@@ -152,6 +151,8 @@ class RetrievalTask(Task):
         model = prepare(trunk, ctx.device)
         scale = trunk.INPUT_SIZE / EMBEDDED_SIDE if get_dataset_spec(ds).size == "small" else 1
         side = int(cfg["max_side"] or round(MAX_SIDE[ds] * scale))
+
+        from torchvision import transforms as T  # seconds to import: only where used
 
         def images(rs: RetrievalSet, name: str, split: str, at: int):
             spec = get_dataset_spec(name)

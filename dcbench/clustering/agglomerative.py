@@ -42,10 +42,8 @@ import heapq
 import math
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from dcbench.errors import DcbenchError
 from dcbench.progress import bar
@@ -58,6 +56,8 @@ def knn_graph(x: np.ndarray, k_s: int) -> sparse.csr_matrix:
     if n < 2:
         raise DcbenchError(f"agglomerative clustering needs at least 2 points, got {n}")
     k_s = min(k_s, n - 1)
+    import faiss  # imported where used: a tenth of a second every command would pay
+
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(x)
     d2, idx = index.search(x, k_s + 1)
@@ -84,6 +84,8 @@ def nn_components(w: sparse.csr_matrix) -> np.ndarray:
     data, cols = w.data.reshape(n, -1), w.indices.reshape(n, -1)
     nearest = cols[np.arange(n), np.argmax(data, axis=1)]
     graph = sparse.csr_matrix((np.ones(n), (np.arange(n), nearest)), shape=(n, n))
+    from scipy.sparse.csgraph import connected_components
+
     _, labels = connected_components(graph, directed=True, connection="weak")
     return relabel(labels)
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import faiss
 import numpy as np
 import torch
 
@@ -32,6 +31,8 @@ class KMeansResult:
 
 
 def gpu_available() -> bool:
+    import faiss  # imported where used (startup time)
+
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
 
@@ -43,6 +44,8 @@ class CentroidIndex:
     k-means runs on rank 0 only, so it may use every GPU of the machine."""
 
     def __init__(self, d: int, use_gpu: bool):
+        import faiss
+
         if use_gpu and faiss.get_num_gpus() > 1:
             self.index = faiss.index_cpu_to_all_gpus(faiss.IndexFlatL2(d))
         elif use_gpu:

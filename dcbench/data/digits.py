@@ -23,9 +23,13 @@ DATA_FILE = "digits.csv.gz"
 
 
 def _sklearn_data_dir() -> Path:
-    import sklearn
+    """scikit-learn's bundled data folder, found without importing scikit-learn (0.7 s)."""
+    from importlib.util import find_spec
 
-    return Path(sklearn.__file__).parent / "datasets" / "data"
+    spec = find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        raise DataError("scikit-learn is not installed; pip install scikit-learn")
+    return Path(spec.origin).parent / "datasets" / "data"
 
 
 def validate(root: Path) -> ValidationReport:

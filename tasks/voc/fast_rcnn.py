@@ -26,9 +26,6 @@ from collections import OrderedDict
 
 import torch
 from torch import nn
-from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
-from torchvision.models.detection.roi_heads import RoIHeads
-from torchvision.ops import box_iou, roi_pool
 
 from dcbench.models import Trunk
 
@@ -53,6 +50,8 @@ class RoIPoolConv5(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor], proposals: list[torch.Tensor],
                 image_shapes: list[tuple[int, int]]) -> torch.Tensor:
+        from torchvision.ops import roi_pool  # torchvision: imported where used (startup)
+
         return roi_pool(features["conv5"], proposals, self.grid, self.spatial_scale)
 
 
@@ -80,6 +79,9 @@ class FastRCNN(nn.Module):
         self.stride = CONV5_STRIDE[trunk.ARCH]
         self.sobel = trunk.sobel
         self.features = trunk.features[:-1]           # pool5 is replaced by RoI pooling
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+        from torchvision.models.detection.roi_heads import RoIHeads
+
         predictor = FastRCNNPredictor(trunk.FC_DIM, n_classes + 1)    # + background
         nn.init.normal_(predictor.cls_score.weight, 0.0, 0.01)
         nn.init.normal_(predictor.bbox_pred.weight, 0.0, 0.001)
@@ -115,6 +117,8 @@ def drop_below_background_floor(proposals: list[torch.Tensor], targets: list[dic
     Fast R-CNN samples background from IoU [0.1, 0.5) and never uses the rest."""
     if targets is None:
         raise ValueError("training needs targets")
+    from torchvision.ops import box_iou
+
     out = []
     for p, t in zip(proposals, targets):
         if len(t["boxes"]) == 0 or len(p) == 0:

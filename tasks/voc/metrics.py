@@ -20,7 +20,6 @@ takes IoU >= 0.5 and MATLAB's 0:0.1:1) py-faster-rcnn, Fast R-CNN's evaluator, i
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 
 def classification_ap(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -28,6 +27,8 @@ def classification_ap(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
     in {1, -1, 0}; rows labelled 0 for a class are left out of that class's ranking."""
     if scores.shape != labels.shape:
         raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
+    from sklearn.metrics import average_precision_score  # ~0.5 s: imported where used
+
     out = np.full(labels.shape[1], np.nan)
     for c in range(labels.shape[1]):
         keep = labels[:, c] != 0
