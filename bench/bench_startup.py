@@ -3,9 +3,11 @@
 
     python bench/bench_startup.py            # ~1 minute on 2 cores
 
-Rows: `dcbench --help` (click only), `dcbench tasks` (the registry and every task module),
-`dcbench eval` refusing an unknown task and a bad `--set` value (the time a typo costs), and
-the bare `import torch` every task module needs. Writes bench/results/startup.json.
+Rows: `dcbench --help` (click only), `dcbench tasks` (the registry and every task
+declaration: no torch), `dcbench eval` refusing an unknown task and a bad `--set` value (the
+time a typo costs: checked before torch loads), `dcbench eval` of a well-formed request up to
+its checkpoint (torch loaded: where a real evaluation starts working), and the bare
+`import torch`. Writes bench/results/startup.json.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ CASES = {
     "dcbench eval --task nosuch": DCBENCH + ["eval", "--task", "nosuch", "--ckpt", "x"],
     "dcbench eval --set k=-5": DCBENCH + ["eval", "--task", "knn", "--ckpt",
                                           "random:alexnet-small", "--set", "k=-5"],
+    # a well-formed request whose checkpoint is missing: refused once torch has loaded (the
+    # checkpoint checks need it), i.e. the start of a real evaluation
+    "dcbench eval --ckpt missing.pth": DCBENCH + ["eval", "--task", "knn", "--ckpt",
+                                                  "missing.pth"],
 }
 
 

@@ -89,7 +89,7 @@ def pretrain(**opts) -> None:
     dcbench pretrain --method jule --data digits --out runs/jule-digits
     """
     from dcbench.errors import DcbenchError
-    from dcbench.evaluate import parse_value
+    from dcbench.eval_request import parse_value
     from dcbench.methods import run_pretraining
 
     sets = {}
@@ -126,6 +126,9 @@ def pretrain(**opts) -> None:
 @click.option("--workers", type=int, default=None, help="data loading workers")
 def eval_cmd(**opts) -> None:
     """Run one task of the registry on any checkpoint and record the result."""
+    from dcbench.eval_request import check_request
+
+    check_request(opts)             # a bad request is refused before torch loads (~1 s)
     from dcbench.evaluate import run_eval
 
     run_eval(opts, command=_command_line())
@@ -136,7 +139,7 @@ def eval_cmd(**opts) -> None:
               help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
 def tasks(data_root: str | None) -> None:
     """List every task with its settings and whether its data is found."""
-    from dcbench.evaluate import task_table
+    from dcbench.eval_request import task_table
 
     click.echo(task_table(data_root))
 

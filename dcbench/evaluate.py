@@ -21,10 +21,15 @@ import torch
 
 import dcbench
 from dcbench import distributed, tasks
-from dcbench.atomic import check_writable_dir
 from dcbench.checkpoint import CheckpointInfo, load_trunk, tensor_sha256
-from dcbench.data.registry import candidate_roots, ensure_root, resolve_root
+from dcbench.data.registry import ensure_root
 from dcbench.errors import DcbenchError
+from dcbench.eval_request import (  # noqa: F401  (parse_*, task_table: the CLI and tests)
+    check_request,
+    parse_overrides,
+    parse_value,
+    task_table,
+)
 from dcbench.extract import prepare
 from dcbench.models import Trunk
 from dcbench.models.fold_bn import folded_copy
@@ -39,50 +44,6 @@ from dcbench.results import (
     results_dir,
     save_records,
 )
-from dcbench.schema import EVAL, check_values
-
-
-def parse_value(text: str) -> Any:
-    """'5' -> 5, '0.1' -> 0.1, 'true'/'false' -> bool, 'none' -> None, else the string."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
-
-
-def parse_overrides(task: tasks.Task, overrides: tuple[str, ...] | list[str]
-                    ) -> dict[str, Any]:
-    """`--set KEY=VALUE` pairs checked against the task's options and their declared fields
-    (dcbench.schema: type, range, choices)."""
-    from dcbench.schema import check_value, option_field
-
-    out: dict[str, Any] = {}
-    valid = task.options
-    listing = ", ".join(f"{k}={v}" for k, v in valid.items()) or "none"
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise DcbenchError(f"--set expects KEY=VALUE, got '{item}'; e.g. --set epochs=5")
-        if key not in valid:
-            raise DcbenchError(f"task '{task.name}' has no option '{key}'; its options: "
-                               f"{listing}")
-        field = option_field(task, key)
-        if text.strip().lower() in ("none", "null"):
-            value = None                            # the task's default
-        else:
-            value = text.strip() if field.kind in (str, tuple) else parse_value(text)
-        out[key] = check_value(f"--set {key}", value, field, sep="=")
-    return out
 
 
 def seed_everything(seed: int) -> None:
@@ -181,19 +142,10 @@ def settings_for_trunk(task: tasks.Task, settings: list[str], trunk: Trunk,
 
 def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written."""
-    opts = check_values(opts, EVAL)
-    task = tasks.get_task(opts["task"])
-    settings = tasks.expand_settings(task, list(opts.get("settings") or ()))
-    options = parse_overrides(task, opts.get("overrides") or ())
-    first = 0 if opts.get("seed") is None else int(opts["seed"])
-    n_seeds = 1 if opts.get("seeds") is None else int(opts["seeds"])
-    results = opts.get("results")
-    check_writable_dir(results_dir(results), "--results")
+    request = check_request(opts)
+    opts, task, settings, options = request.opts, request.task, request.settings, request.options
+    first, n_seeds, results = request.first_seed, request.n_seeds, request.results
     if distributed.is_distributed():
-        if not task.shards:
-            raise DcbenchError(f"task '{task.name}' does not split its work across torchrun's "
-                               f"ranks (every rank would repeat it); run it in one process, "
-                               f"without torchrun")
         distributed.init()                  # each rank reads its share; rank 0 records
     device = distributed.pick_device()
     ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
@@ -237,39 +189,3 @@ def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
     if written:
         print(summary(written))
     return written
-
-
-def _data_status(name: str, data_root: str | None) -> str:
-    try:
-        looked = ", ".join(str(c) for c in candidate_roots(name, data_root=data_root))
-    except DcbenchError:
-        return f"{name} (not a registered dataset)"
-    try:
-        return f"{name} (found: {resolve_root(name, data_root=data_root)})"
-    except DcbenchError:
-        from dcbench.data import get_dataset_spec
-
-        if get_dataset_spec(name).builder is not None:
-            first = looked.split(", ")[0]
-            return f"{name} (embedded, not built yet: built on first use at {first})"
-        if not looked:
-            return f"{name} (MISSING: no location known; pass --data-root DIR holding DIR/{name})"
-        return f"{name} (MISSING; looked in: {looked})"
-
-
-def task_table(data_root: str | None = None) -> str:
-    """Every registered task (built-ins and plugins): settings, options, data found or not."""
-    tasks.load_plugins()
-    lines = []
-    for name in sorted(tasks.TASKS):
-        task = tasks.TASKS[name]()
-        default = task.default_settings or task.settings
-        lines.append(f"{name}  -  {task.description or (type(task).__doc__ or '').strip()}")
-        lines.append(f"    settings: {' '.join(task.settings)} (default: {' '.join(default)})")
-        data = [_data_status(d, data_root) for d in task.datasets]
-        lines.append(f"    data:     {'; '.join(data) or 'none'}")
-        if task.options:
-            opts = " ".join(f"{k}={v}" for k, v in task.options.items())
-            lines.append(f"    options:  {opts}")
-    lines.extend(f"warning: {e}" for e in tasks.registry.PLUGIN_ERRORS)
-    return "\n".join(lines)

@@ -28,20 +28,12 @@ Settings beside the layers, for the clustering table in JULE's shape:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from dcbench.clustering.agglomerative import agglomerate
-from dcbench.clustering.kmeans import kmeans
-from dcbench.clustering.metrics import all_metrics
-from dcbench.clustering.pca import PCAWhitening
-from dcbench.data import targets_of
 from dcbench.errors import DcbenchError
-from dcbench.models import Trunk
 
-from .features import collect
 from .inputs import (
     QUICK_TEST,
     OnLabelledDataset,
@@ -51,8 +43,12 @@ from .inputs import (
     num_classes,
     transform_for,
 )
-from .pooling import Pooler
 from .registry import Measurement, RunContext, register_task
+
+if TYPE_CHECKING:       # the declaration loads without torch; run() imports what it uses
+    import torch
+
+    from dcbench.models import Trunk
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc7_pre", "embed")
 CLUSTERINGS = ("pixels", "jule-rc", "jule-sf")
@@ -63,6 +59,10 @@ def reduce(x: torch.Tensor, pca_dim: int, whiten: bool = True) -> torch.Tensor:
     """PCA to pca_dim, whitened (DeepCluster's preprocessing) or not, then L2-normalise
     (pca_dim 0: L2 only). The dimension is capped at N - 1, the rank of N centred rows:
     whitening a null direction would amplify noise."""
+    import torch
+
+    from dcbench.clustering.pca import PCAWhitening
+
     if pca_dim <= 0:
         return torch.nn.functional.normalize(x.float(), dim=1).cpu()
     dim = min(pca_dim, x.shape[0] - 1)
@@ -95,6 +95,16 @@ class Clustering(OnLabelledDataset):
         return cfg
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
+        import torch
+
+        from dcbench.clustering.agglomerative import agglomerate
+        from dcbench.clustering.kmeans import kmeans
+        from dcbench.clustering.metrics import all_metrics
+        from dcbench.data import targets_of
+
+        from .features import collect
+        from .pooling import Pooler
+
         cfg = self.config(ctx)
         tf = transform_for(cfg["dataset"], "eval", input_side(cfg["dataset"], trunk))
         data = labelled_split(cfg["dataset"], cfg["split"], tf, ctx.data_root,

@@ -9,15 +9,19 @@ jule-32, and at a JULE net's own side (16, 28 or 128 px) to that net. Checked be
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-from torch.utils.data import Dataset
 
-from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
+from dcbench.data import build_dataset, get_dataset_spec, make_transform
 from dcbench.errors import DcbenchError
-from dcbench.models import MODELS, Trunk
 
 from .registry import RunContext, Task
+
+if TYPE_CHECKING:           # task declarations load without torch (`dcbench tasks`)
+    from torch.utils.data import Dataset
+
+    from dcbench.models import Trunk
 
 SIDES = {"large": 224, "small": 32}
 QUICK_TRAIN, QUICK_TEST = 512, 256       # --quick: the same code on this many images
@@ -41,6 +45,8 @@ def check_input(trunk: Trunk, dataset: str, task: str) -> None:
                            f"labelled dataset (e.g. fashion-mnist, imagenet)")
     side = input_side(dataset, trunk)
     if trunk.INPUT_SIZE != side:
+        from dcbench.models import MODELS
+
         fits = [a for a, cls in MODELS.items() if cls.INPUT_SIZE == side]
         raise DcbenchError(f"task '{task}' feeds {side} px images ({dataset}) but the checkpoint "
                            f"is {trunk.ARCH}, which takes {trunk.INPUT_SIZE} px; use a "
@@ -67,6 +73,8 @@ def transform_for(dataset: str, recipe: str, side: int = SIDES["small"]) -> Call
 def labelled_split(dataset: str, split: str, transform: Callable, data_root: str | None,
                    max_images: int | None) -> Dataset:
     """A labelled split: a seeded subset of at most `max_images` (all when None)."""
+    from dcbench.data.loader import subset
+
     data = build_dataset(dataset, split, transform, data_root=data_root)
     return subset(data, max_images, QUICK_SUBSET_SEED)
 

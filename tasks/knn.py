@@ -10,16 +10,10 @@ come from one frozen pass over each split.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch.nn import functional as F
-
-from dcbench import distributed
 from dcbench.errors import DcbenchError
-from dcbench.models import Trunk
 
-from .features import collect, iter_pooled
 from .inputs import (
     QUICK_TEST,
     QUICK_TRAIN,
@@ -31,48 +25,12 @@ from .inputs import (
     train_split,
     transform_for,
 )
-from .pooling import Pooler
 from .registry import Measurement, RunContext, register_task
 
+if TYPE_CHECKING:       # the declaration loads without torch; run() imports what it uses
+    from dcbench.models import Trunk
+
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
-
-
-class RunningTopK:
-    """The k most similar training rows seen so far, for every query row."""
-
-    def __init__(self, queries: torch.Tensor, k: int) -> None:
-        self.queries, self.k = queries, k
-        n = len(queries)
-        self.sims = torch.full((n, 0), -2.0, device=queries.device)
-        self.labels = torch.zeros((n, 0), dtype=torch.long, device=queries.device)
-
-    def add(self, keys: torch.Tensor, labels: torch.Tensor) -> None:
-        """Merge a batch of training rows: its own top k first (only k labels per query are
-        gathered, not a queries x batch label matrix), then the top k of the 2k."""
-        top = (self.queries @ keys.T).topk(min(self.k, len(keys)), dim=1)
-        sims = torch.cat([self.sims, top.values], dim=1)
-        labs = torch.cat([self.labels, labels[top.indices]], dim=1)
-        best = sims.topk(min(self.k, sims.shape[1]), dim=1)
-        self.sims, self.labels = best.values, labs.gather(1, best.indices)
-
-
-    def merge_ranks(self) -> None:
-        """Under torchrun each rank saw its share of the training rows: keep the top k of
-        every rank's top k (exactly the single-process top k, ties aside)."""
-        if not distributed.is_distributed():
-            return
-        sims = distributed.gather_rows(self.sims.T.contiguous().cpu()).T
-        labs = distributed.gather_rows(self.labels.T.contiguous().cpu()).T
-        best = sims.topk(min(self.k, sims.shape[1]), dim=1)
-        self.sims = best.values.to(self.queries.device)
-        self.labels = labs.gather(1, best.indices).to(self.queries.device)
-
-
-def vote(top: RunningTopK, n_classes: int, temperature: float) -> torch.Tensor:
-    """Class scores: the sum of exp(sim / T) over the neighbours of each class."""
-    weights = (top.sims / temperature).exp()
-    scores = torch.zeros(len(top.sims), n_classes, device=weights.device)
-    return scores.scatter_add_(1, top.labels, weights)
 
 
 @register_task("knn", settings=LAYERS, datasets=("fashion-mnist",))
@@ -99,6 +57,15 @@ class KNN(OnLabelledDataset):
         return cfg
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
+        import torch
+        from torch.nn import functional as F
+
+        from dcbench import distributed
+
+        from .features import collect, iter_pooled
+        from .knn_search import RunningTopK, vote
+        from .pooling import Pooler
+
         cfg = self.config(ctx)
         ds = cfg["dataset"]
         tf = transform_for(ds, "eval", input_side(ds, trunk))

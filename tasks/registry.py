@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from dcbench.errors import DcbenchError
-from dcbench.models import Trunk
+
+if TYPE_CHECKING:             # the registry loads without torch: `dcbench tasks` needs none
+    import torch
+
+    from dcbench.models import Trunk
 
 ENTRY_POINT_GROUP = "dcbench.tasks"
 

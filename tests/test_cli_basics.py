@@ -112,3 +112,21 @@ def test_pretrain_set_is_checked_before_any_work(args, message, tmp_path, monkey
     assert code == 2
     last = _error_lines(err)[-1]
     assert last.startswith("error: ") and message in last and not out.exists()
+
+
+def test_listing_tasks_and_refusing_a_bad_request_do_not_import_torch() -> None:
+    """`dcbench tasks` and eval's request checks start in a fraction of a second because
+    nothing on their path imports torch (about a second), torchvision, scikit-learn, scipy,
+    pandas or faiss: a module-level import of one of them in a task declaration fails this."""
+    code = ("import sys\n"
+            "from dcbench.eval_request import check_request, task_table\n"
+            "assert 'knn  -  ' in task_table()\n"
+            "try:\n"
+            "    check_request({'task': 'knn', 'ckpt': 'x', 'overrides': ('k=-5',)})\n"
+            "except Exception as e:\n"
+            "    assert 'k=-5' in str(e), e\n"
+            "heavy = ('torch', 'torchvision', 'sklearn', 'scipy', 'pandas', 'faiss')\n"
+            "print(sorted(m for m in heavy if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"

@@ -16,7 +16,7 @@ from dcbench.errors import DcbenchError
 from dcbench.evaluate import run_eval
 from dcbench.models import build_model
 from dcbench.tasks import RunContext, get_task
-from dcbench.tasks import retrieval as retrieval_module
+from dcbench.tasks import retrieval_rmac as retrieval_module
 
 
 @pytest.fixture(scope="session")

@@ -66,7 +66,9 @@ def test_probe_tasks_read_the_paper_datasets_and_splits() -> None:
 
 
 def test_sqrt_schedule_is_eval_linear_learning_rate_decay() -> None:
-    cfg, lr_at = dict(tasks.linear_probe.PAPER_RECIPE), tasks.linear_probe.lr_at
+    from dcbench.tasks.probe_training import lr_at
+
+    cfg = dict(tasks.linear_probe.PAPER_RECIPE)
     assert lr_at(cfg, 0, 100) == pytest.approx(0.01)
     # eval_linear.sh's wd 1e-7: lr0 / sqrt(1 + lr0 * wd * t), 0.0099995 after 1e6 steps
     assert lr_at(cfg, 1_000_000, 100) == pytest.approx(0.01 / math.sqrt(1 + 0.01 * 1e-7 * 1e6),
@@ -75,18 +77,20 @@ def test_sqrt_schedule_is_eval_linear_learning_rate_decay() -> None:
 
 
 def test_running_topk_matches_brute_force() -> None:
+    from dcbench.tasks.knn_search import RunningTopK, vote
+
     g = torch.Generator().manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(7, 5, generator=g), dim=1)
     keys = torch.nn.functional.normalize(torch.randn(50, 5, generator=g), dim=1)
     labels = torch.randint(0, 3, (50,), generator=g)
-    top = tasks.knn.RunningTopK(queries, 4)
+    top = RunningTopK(queries, 4)
     for i in range(0, 50, 16):
         top.add(keys[i:i + 16], labels[i:i + 16])
     sims = queries @ keys.T
     ref = sims.topk(4, dim=1)
     assert torch.allclose(top.sims, ref.values)
     assert torch.equal(top.labels, labels[ref.indices])
-    scores = tasks.knn.vote(top, 3, 0.07)
+    scores = vote(top, 3, 0.07)
     expected = torch.zeros(7, 3).scatter_add_(1, labels[ref.indices], (ref.values / 0.07).exp())
     assert torch.allclose(scores, expected)
 
@@ -119,13 +123,15 @@ def test_linear_fmnist_streams_when_cache_is_off(tmp_path: Path) -> None:
 def test_clustering_quick_records_the_metrics_of_its_clusters(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[tuple[np.ndarray, np.ndarray]] = []
-    real = tasks.clustering_task.all_metrics
+    from dcbench.clustering import metrics
+
+    real = metrics.all_metrics
 
     def spy(labels, assignment):
         seen.append((np.asarray(labels).copy(), np.asarray(assignment).copy()))
         return real(labels, assignment)
 
-    monkeypatch.setattr(tasks.clustering_task, "all_metrics", spy)
+    monkeypatch.setattr(metrics, "all_metrics", spy)    # the task imports it when it runs
     records = run("clustering", tmp_path, settings=("fc6", "fc7"))
     assert {r.metric for r in records} == {"nmi_geometric", "nmi_arithmetic", "acc", "ari"}
     for r in records:

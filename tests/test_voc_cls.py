@@ -16,7 +16,7 @@ from dcbench.models import build_model
 from dcbench.models.fold_bn import fold_into
 from dcbench.results import read_records
 from dcbench.tasks import RunContext, get_task
-from dcbench.tasks.voc.cls import masked_bce, train_and_test
+from dcbench.tasks.voc.cls_train import masked_bce, train_and_test
 from dcbench.tasks.voc.common import RandomSquareCrop
 from dcbench.tasks.voc.metrics import classification_ap, mean_ap
 

@@ -17,7 +17,7 @@ from dcbench.models.fold_bn import fold_into
 from dcbench.tasks import RunContext, get_task
 from dcbench.tasks.voc.fcn import FCN, conv5_shape, linear_to_conv
 from dcbench.tasks.voc.metrics import confusion_matrix, segmentation_scores
-from dcbench.tasks.voc.seg import VOID, pad_collate, pixel_loss, train_and_measure
+from dcbench.tasks.voc.seg_train import VOID, pad_collate, pixel_loss, train_and_measure
 
 
 @pytest.mark.parametrize("arch, expected", [("alexnet-small", (96, 4)), ("alexnet", (256, 6)),
@@ -114,7 +114,7 @@ def test_fc6_8_keeps_conv_and_bn_buffers_and_trains_the_head(voc_quick_root: Pat
                      workers=0, options={"iterations": 4, "batch_size": 4, "max_test": 8})
     cfg = task.config(ctx)
     from dcbench.data.voc import build_voc
-    from dcbench.tasks.voc.seg import SegmentationInput
+    from dcbench.tasks.voc.seg_train import SegmentationInput
     spec_mean, spec_std = (0.5,) * 3, (0.25,) * 3
     train = build_voc(cfg["dataset"], "seg", "train", None, data_root=str(voc_quick_root))
     test = build_voc(cfg["dataset"], "seg", "val", None, data_root=str(voc_quick_root))

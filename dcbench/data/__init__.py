@@ -1,6 +1,6 @@
-"""The data layer: a registry of named datasets with validating loaders."""
+"""The data layer: a registry of named datasets with validating loaders (importable without
+torch: the loaders import it on first use)."""
 
-from dcbench.data.loader import make_loader, subset, targets_of
 from dcbench.data.registry import (
     DATASETS,
     DatasetSpec,
@@ -14,6 +14,18 @@ from dcbench.data.registry import _load_builtin as _load
 from dcbench.data.transforms import make_transform
 
 _load()
+
+LAZY = {"make_loader", "subset", "targets_of"}     # dcbench.data.loader: they need torch
+
+
+def __getattr__(name: str):
+    """make_loader, subset and targets_of load torch: imported on first use, so that listing
+    tasks and datasets and checking inputs start without it (about a second)."""
+    if name in LAZY:
+        from dcbench.data import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module 'dcbench.data' has no attribute '{name}'")
 
 __all__ = [
     "DATASETS", "DatasetSpec", "ValidationReport", "build_dataset", "get_dataset_spec",

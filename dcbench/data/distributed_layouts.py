@@ -18,12 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING
 
 from dcbench.data.image_folder import IMG_EXTENSIONS, ListedImages
 from dcbench.data.registry import ValidationReport
 from dcbench.errors import DataError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 PLACES_IMAGES = Path("data/vision/torralba/deeplearning/images256")
 PLACES_SPLITS = Path("trainvalsplit_places205")

@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
 from dcbench.data.image_folder import load_rgb
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
@@ -43,7 +41,7 @@ def validate(root: Path) -> ValidationReport:
     return ValidationReport("yfcc1m", root, {"train": len(present)}, notes=notes)
 
 
-class FileList(Dataset):
+class FileList:
     classes: list[str] = []
 
     def __init__(self, root: Path, transform: Callable | None = None) -> None:

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 
 def to_28(images: list[Image.Image]) -> np.ndarray:
@@ -29,7 +28,7 @@ def to_gray(images: list[Image.Image], side: int) -> np.ndarray:
     return np.stack([one(im) for im in images])
 
 
-class GrayImages(Dataset):
+class GrayImages:
     classes: list[str] = []
 
     def __init__(self, images: np.ndarray, targets: np.ndarray,

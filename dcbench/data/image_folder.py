@@ -7,13 +7,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -46,7 +49,7 @@ def scan_split(split_dir: Path) -> tuple[list[str], list[tuple[str, int]]]:
     return classes, samples
 
 
-class ListedImages(Dataset):
+class ListedImages:
     """(path, label) pairs read on demand; None for an image that cannot be decoded (the
     loader skips and counts it)."""
 

@@ -26,10 +26,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 from dcbench.data import fashion_mnist
 from dcbench.data.registry import (
@@ -42,6 +42,9 @@ from dcbench.data.registry import (
 from dcbench.data.retrieval_images import retrieval_images
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 GT_KINDS = ("query", "good", "ok", "junk")
 _GT_FILE = re.compile(r"^(?P<q>.+)_(?P<kind>query|good|ok|junk)\.txt$")

@@ -13,10 +13,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING
 
 from dcbench.errors import DataError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 
 @dataclass

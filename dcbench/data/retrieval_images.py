@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 
 from dcbench.data.image_folder import load_rgb
 from dcbench.errors import DataError
@@ -26,7 +25,7 @@ def _crop(img: Image.Image, box: np.ndarray) -> Image.Image:
     return img.crop((x1, y1, min(max(x2, x1 + 1), w), min(max(y2, y1 + 1), h)))
 
 
-class RetrievalImages(Dataset):
+class RetrievalImages:
     """Items (image, -1) for feature extraction. As DC's ImageHelper: the image resized
     (bilinear) so its longest side is `max_side` (None: as stored), then, with `boxes`, cropped
     to the box scaled by the same ratio. `crop_first` (the revisited protocol, cirtorch): crop

@@ -22,11 +22,10 @@ import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from dcbench.data import fashion_mnist
 from dcbench.data.image_folder import load_rgb
@@ -39,6 +38,10 @@ from dcbench.data.registry import (
 )
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import Dataset
 
 VOID = 255
 _CLASS_FILE = re.compile(r"^(?P<cls>.+)_(?P<split>[^_]+)\.txt$")
@@ -173,7 +176,7 @@ def check_files(root: Path, ids: list[str], folders: tuple[tuple[str, str], ...]
                                 f"re-extract the devkit or rebuild the set")
 
 
-class _SplitImages(Dataset):
+class _SplitImages:
     """The images of one split list, read on demand; a subclass says what comes with each
     (`target`). An unreadable image is an item of None (the loader skips and counts it)."""
 
@@ -208,6 +211,8 @@ class VOCClassification(_SplitImages):
         check_files(root, self.ids, (("JPEGImages", ".jpg"),))
 
     def target(self, i: int) -> torch.Tensor:
+        import torch  # imported where used: the registry loads without torch
+
         return torch.from_numpy(self.labels[i])
 
 

@@ -1,0 +1,168 @@
+"""The training and measurement of `voc-cls` (tasks/voc/cls.py declares the task, its recipes and
+its protocol; this module loads torch, that one does not)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from dcbench.data import build_dataset, make_loader, subset
+from dcbench.errors import DcbenchError
+from dcbench.extract import prepare, to_device
+from dcbench.models import Trunk
+from dcbench.progress import bar
+
+from ..inputs import QUICK_SUBSET_SEED
+from ..registry import Measurement, RunContext
+from .common import (
+    crop_transform,
+    freeze_conv,
+    reset_fc_and_head,
+    train_mode,
+    trunk_copy,
+)
+from .metrics import classification_ap, mean_ap
+
+TEST_BATCH = 128
+
+
+def forward(model: Trunk, x: torch.Tensor, train_conv: bool) -> torch.Tensor:
+    """Logits; the frozen conv part runs without autograd (no activations kept for it)."""
+    if model.sobel is not None:
+        x = model.sobel(x)
+    with torch.set_grad_enabled(train_conv and torch.is_grad_enabled()):
+        x = model.features(x)
+    return model.top_layer(model.classifier(torch.flatten(x, 1)))
+
+
+def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits summed over classes, difficult (0) masked, divided by the batch."""
+    target = (labels == 1).to(logits.dtype)
+    mask = (labels != 0).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    return (loss * mask).sum() / len(labels)
+
+
+def draw_order(n: int, count: int, seed: int) -> list[int]:
+    """`count` indices: reshuffled passes over range(n), seeded."""
+    rng = np.random.default_rng(seed)
+    passes = -(-count // n)
+    return np.concatenate([rng.permutation(n) for _ in range(passes)])[:count].tolist()
+
+
+def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
+                seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits summed over `test_crops` random-crop passes, and which rows were read."""
+    model.eval()
+    n_classes = model.top_layer.out_features
+    total = torch.zeros(len(data), n_classes, dtype=torch.float64)
+    seen = torch.zeros(len(data), dtype=torch.bool)
+    with torch.inference_mode():
+        for p in range(cfg["test_crops"]):
+            torch.manual_seed(seed * 1000 + p)
+            loader = make_loader(data, TEST_BATCH, workers=ctx.workers, seed=seed * 1000 + p)
+            for images, _, indices, _ in loader:
+                if images is None:
+                    continue
+                logits = forward(model, to_device(images, ctx.device), False)
+                total[indices] += logits.double().cpu()
+                seen[indices] = True
+    return total.numpy(), seen.numpy()
+
+
+def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
+                   ctx: RunContext) -> dict[str, Any]:
+    """Train a copy of the trunk on `train` in `setting`; the test mAP at each evaluation."""
+    model = trunk_copy(trunk, setting)
+    n_classes = len(train.classes)
+    reset_fc_and_head(model, n_classes)
+    model = prepare(model, ctx.device)
+    params = freeze_conv(model, frozen=setting == "fc6-8")
+    opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
+                          weight_decay=cfg["weight_decay"])
+    iters, batch = cfg["iterations"], cfg["batch_size"]
+    order = draw_order(len(train), iters * batch, ctx.seed)
+    torch.manual_seed(ctx.seed)
+    loader = make_loader(train, batch, sampler=order, workers=ctx.workers, seed=ctx.seed)
+    eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
+    labels_test = test.labels
+    history: list[dict[str, Any]] = []
+    progress = bar(f"voc-cls {setting}", total=iters, unit="it")
+    train_mode(model)
+    it, loss_sum, skipped = 0, 0.0, 0
+    for images, labels, _, n_skipped in loader:
+        skipped += n_skipped
+        it += 1
+        progress.update(1)
+        if images is not None:
+            for group in opt.param_groups:
+                group["lr"] = cfg["lr"] * cfg["lr_gamma"] ** ((it - 1) // cfg["lr_step"])
+            loss = masked_bce(forward(model, to_device(images, ctx.device), setting == "all"),
+                              labels.to(ctx.device))
+            if not torch.isfinite(loss):
+                progress.close()
+                raise DcbenchError(f"voc-cls {setting}: the loss became {loss.item()} at "
+                                   f"iteration {it}; lower --set lr=...")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg["clip"])
+            opt.step()
+            loss_sum += float(loss.detach())
+        if it in eval_at:
+            scores, seen = summed_test_logits(model, test, cfg, ctx, ctx.seed)
+            aps = classification_ap(scores[seen], labels_test[seen])
+            history.append({"iteration": it, "mAP": 100.0 * mean_ap(aps),   # loss: mean so far
+                            "ap": aps, "loss": loss_sum / it})
+            progress.set_postfix(mAP=f"{history[-1]['mAP']:.1f}")
+            train_mode(model)
+    progress.close()
+    return {"history": history, "model": model, "skipped_train": skipped,
+            "skipped_test": int((~seen).sum()), "classes": list(train.classes)}
+
+
+def _subset(data, max_images: int | None):
+    """A seeded subset that keeps `classes` and the label matrix reachable."""
+    sub = subset(data, max_images, QUICK_SUBSET_SEED)
+    if sub is not data:
+        sub.labels = data.labels[sub.indices]
+    return sub
+
+
+def _pct(ap: float) -> float | None:
+    return None if np.isnan(ap) else round(100.0 * float(ap), 3)
+
+
+def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunContext
+             ) -> list[Measurement]:
+    """`VOCClassificationTask.run` with its checked config:
+    train a copy per setting, measure the test mAP `evals` times."""
+    ds = cfg["dataset"]
+    tf = crop_transform(ds, trunk.INPUT_SIZE, (cfg["scale_min"], cfg["scale_max"]))
+    train = build_dataset(ds, cfg["train_split"], tf, data_root=ctx.data_root)
+    test = build_dataset(ds, cfg["test_split"], tf, data_root=ctx.data_root)
+    if train.classes != test.classes:
+        raise DcbenchError(f"{ds}: {cfg['train_split']} and {cfg['test_split']} name "
+                           f"different classes ({train.classes} vs {test.classes})")
+    train = _subset(train, cfg["max_train"])
+    test = _subset(test, cfg["max_test"])
+    out = []
+    for setting in settings:
+        res = train_and_test(trunk, setting, train, test, cfg, ctx)
+        hist = res["history"]
+        best = max(hist, key=lambda h: h["mAP"])
+        final = hist[-1]
+        out.append(Measurement(
+            setting=setting, dataset=ds, split=cfg["test_split"], metric="map",
+            value=final["mAP"], best=best["mAP"], best_epoch=best["iteration"],
+            epochs=cfg["iterations"],
+            extra={"per_class_ap": {c: _pct(a) for c, a in zip(res["classes"], final["ap"])},
+                   "curve": [{"iteration": h["iteration"], "mAP": h["mAP"],
+                              "train_loss": h["loss"]} for h in hist],
+                   "epoch_unit": "iteration", "best_selected_on": cfg["test_split"],
+                   "n_train": len(train), "n_test": len(test),
+                   "skipped_train": res["skipped_train"],
+                   "skipped_test": res["skipped_test"], "input_side": trunk.INPUT_SIZE}))
+    return out

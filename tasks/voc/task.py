@@ -1,0 +1,75 @@
+"""What the three VOC task declarations share (voc-cls, voc-det, voc-seg): their options are
+the recipe's keys (None: the dataset's recipe), their config is the recipe plus the --set
+options checked before any work, --quick swaps in the embedded set's small twin. Loads
+without torch; tasks/voc/common.py holds what their training shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dcbench.data import get_dataset_spec
+from dcbench.errors import DcbenchError
+
+from ..inputs import QUICK_TEST, QUICK_TRAIN
+from ..registry import RunContext, Task
+
+EMBEDDED = ("fmnist-voc", "fmnist-voc-quick")
+QUICK_ITERATIONS = 20      # --quick: the same code, this many iterations on the small twin
+
+
+def recipe_for(dataset: str, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The recipe of a dataset: the embedded set (and its quick twin) has its own, real VOC
+    years the paper's."""
+    return dict(recipes["fmnist-voc" if dataset in EMBEDDED else "voc"])
+
+
+def resolve_config(task: str, ctx: RunContext, default_dataset: str,
+                   recipes: dict[str, dict[str, Any]], at_least_one: tuple[str, ...],
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A VOC task's hyperparameters: its dataset's recipe, then the --set options; --quick
+    swaps in the embedded set's small twin and caps iterations, images and evaluations.
+    Counts that must be >= 1 and a positive lr are checked here, before any work."""
+    dataset = ctx.options.get("dataset") or default_dataset
+    if ctx.quick:        # the embedded set's small twin (built in seconds)
+        dataset = get_dataset_spec(dataset).quick_variant or dataset
+    cfg = {"dataset": dataset, **recipe_for(dataset, recipes), "max_train": None,
+           "max_test": None, **(extra or {})}
+    cfg.update({k: v for k, v in ctx.options.items() if v is not None})
+    if ctx.quick:
+        cfg["iterations"] = min(cfg["iterations"], QUICK_ITERATIONS)
+        cfg["max_train"] = min(cfg["max_train"] or QUICK_TRAIN, QUICK_TRAIN)
+        cfg["max_test"] = min(cfg["max_test"] or QUICK_TEST, QUICK_TEST)
+        cfg["evals"] = min(cfg["evals"], 2)
+    for key in at_least_one:
+        if int(cfg[key]) < 1:
+            raise DcbenchError(f"{task} option {key} must be at least 1, got {cfg[key]}")
+    if cfg["lr"] <= 0:
+        raise DcbenchError(f"{task} option lr must be positive, got {cfg['lr']}")
+    return cfg
+
+
+class VOCTask(Task):
+    """What the three VOC tasks share: they train a copy (the trunk must come back
+    unchanged), their options are the recipe's keys (None: the dataset's recipe), and their
+    config is `resolve_config` plus the task's own checks (`check_options`)."""
+
+    frozen = True
+    recipes: dict[str, dict[str, Any]] = {}
+    counts: tuple[str, ...] = ()        # options that must be at least 1
+
+    @classmethod
+    def recipe_options(cls, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        return {"dataset": "fmnist-voc", **{k: None for k in recipes["voc"]},
+                "max_train": None, "max_test": None}
+
+    def config(self, ctx: RunContext) -> dict[str, Any]:
+        cfg = resolve_config(self.name, ctx, self.options["dataset"], self.recipes,
+                             self.counts)
+        self.check_options(cfg)
+        return cfg
+
+    def check_options(self, cfg: dict[str, Any]) -> None:
+        """Refuse task-specific bad values (may normalise them in place)."""
+
+    def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
+        return (self.config(ctx)["dataset"],)
