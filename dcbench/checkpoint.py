@@ -46,11 +46,15 @@ class CheckpointInfo:
     seed: int | None = None
     data: str | None = None         # the pretraining dataset, where known
     provenance: dict[str, Any] = field(default_factory=dict)
+    # the trunk's weights and buffers (state_sha256): equal for a bit-identical re-training,
+    # whose file (run timings inside) hashes differently; the report keys checkpoints on it
+    weights_sha256: str | None = None
 
     def as_record(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "arch": self.arch,
                 "sobel": self.sobel, "format": self.format, "epoch": self.epoch,
-                "method": self.method, "k": self.k, "data": self.data}
+                "method": self.method, "k": self.k, "data": self.data,
+                "weights_sha256": self.weights_sha256}
 
 
 def save_checkpoint(path: str | os.PathLike, model: Trunk, *, epoch: int, method: str,
@@ -293,5 +297,6 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
         data=(obj.get("config") or {}).get("data") or known.get("data"),
         provenance={key: obj[key] for key in ("config", "code_version", "dcbench_version")
                     if key in obj},
+        weights_sha256=state_sha256(model),
     )
     return model.to(device).eval(), info

@@ -324,3 +324,33 @@ def test_headroom_table_derives_the_gap_closed_per_column(tmp_path: Path) -> Non
     assert frame.loc[dc_row, "10/class conv3"] == "80.0 ± 1.4"
     md = (tmp_path / "tables" / "table1_headroom.md").read_text()
     assert "conv3 78 %" in md and "conv5 60 %" in md
+
+
+def test_a_bit_identical_retraining_is_one_row_keyed_on_its_weights(tmp_path: Path) -> None:
+    """Two checkpoint files of the same weights (the second run took another time, which the
+    file records) hash differently; their records are one checkpoint in the report, the
+    latest records shown. Keyed on the file hash, the table had two rows."""
+    from dcbench.checkpoint import load_trunk, save_checkpoint
+    from dcbench.evaluate import run_eval
+    from dcbench.models import build_model
+    from dcbench.report.measured import select
+
+    paths = []
+    for seconds in (1.0, 2.0):
+        path = tmp_path / f"run{int(seconds)}" / "checkpoint.pth.tar"
+        path.parent.mkdir()
+        save_checkpoint(path, build_model("alexnet-small", seed=3), epoch=1,
+                        method="deepcluster", extra={"seconds": seconds})
+        paths.append(path)
+    infos = [load_trunk(str(p))[1] for p in paths]
+    assert infos[0].sha256 != infos[1].sha256
+    assert infos[0].weights_sha256 == infos[1].weights_sha256 is not None
+    for p in paths:
+        run_eval({"task": "clustering", "ckpt": str(p), "settings": ("conv1",),
+                  "results": str(tmp_path / "res"), "overrides": ("max_images=60",),
+                  "workers": 0})
+    frame = select(load_frame(tmp_path / "res" / "records.jsonl"), best=False)
+    assert len(frame) == 8 and frame["ckpt_key"].nunique() == 1
+    text = Path(build_report(str(tmp_path / "res"), [], best=False)).read_text()
+    rows = [line for line in text.splitlines() if "/checkpoint.pth.tar · " in line]
+    assert rows and all("run2/checkpoint.pth.tar" in line for line in rows)   # no run1 row

@@ -61,7 +61,12 @@ def select(frame: pd.DataFrame, best: bool) -> pd.DataFrame:
     if best:
         value = pd.to_numeric(out["best"], errors="coerce").fillna(value)
     out["shown"] = value
-    key = out["ckpt_sha256"].where(out["ckpt_sha256"].notna(), out["ckpt_path"])
+    # one checkpoint = one set of weights: a bit-identical re-training (a new file hash: the
+    # file holds the run's timings) is the same row, its latest records shown
+    weights = (out["ckpt_weights_sha256"] if "ckpt_weights_sha256" in out
+               else pd.Series(None, index=out.index, dtype=object))
+    key = weights.where(weights.notna(), out["ckpt_sha256"])
+    key = key.where(key.notna(), out["ckpt_path"])
     out["ckpt_key"] = key.fillna("unknown").astype(str)
     out["started"] = out["started"].fillna("").astype(str)
     return out
