@@ -22,8 +22,8 @@ from dcbench.results import results_dir
 # same pipeline on 512 images for the test suite. DeepCluster sees all 60k images with two
 # passes between clusterings (with one pass per clustering the features drift away from the
 # labels on this small set: the sweep behind this is in README.md). --full is the longer
-# recipe of earlier releases plus the VOC tasks in both settings (about 40 minutes before the
-# VOC and retrieval tasks joined; not timed since).
+# recipe of earlier releases plus the VOC tasks in both settings and the k sweep of Fig. 2 (c)
+# (about 40 minutes before the VOC and retrieval tasks and the sweep joined; not timed since).
 # JULE runs on digits (1,797 images) in every recipe; its `epochs` are CNN passes per period
 # (JULE's own value, 20, in --full; its Fashion-MNIST run is a README command, ~15 minutes).
 FULL: dict[str, Any] = {
@@ -57,6 +57,10 @@ EVALS = [("linear-fmnist", ("all",)), ("linear-fmnist-10", ("all",)),
 # demo's 30 minutes hold the 10-labels one, 3 seeds)
 FULL_EVALS = [(task, ("fc6-8", "all") if task.startswith("voc-") else settings)
               for task, settings in EVALS] + [("linear-fmnist-100", ("all",))]
+# --full also pretrains DeepCluster with other k (its recipe, seed 31; k = 100 is its own run)
+# for the paper's Fig. 2 (c), each scored by VOC classification FC6-8 and the linear probe
+K_SWEEP = (10, 30, 300, 1000)
+K_SWEEP_EVALS = [("voc-cls", ("fc6-8",)), ("linear-fmnist", ("all",))]
 # minutes each kind of step takes in the default demo on 2 cores (results/demo.log), for the ETA
 # (voc-det's first run also computes the set's proposals, about 1.4 min; retrieval-paris
 # reuses the features retrieval-oxford extracted)
@@ -137,6 +141,15 @@ def plan(recipe: str, results: Path, data_root: str | None) -> list[Step]:
     jule = str(run_dir(results, "jule") / "checkpoint.pth.tar")
     steps.append(_eval_step("clustering", ("jule-sf", "jule-rc"), jule, "JULE", cfg["eval"],
                             results, data_root, ("dataset=digits",)))
+    if recipe == "full":
+        for k in K_SWEEP:
+            out = results / "runs" / f"dc-k{k}"
+            steps.append(_pretrain_step("deepcluster", out, {**cfg["deepcluster"], "k": k},
+                                        data_root))
+            for task, settings in K_SWEEP_EVALS:
+                steps.append(_eval_step(task, settings, str(out / "checkpoint.pth.tar"),
+                                        f"DeepCluster k={k}", cfg["eval"], results,
+                                        data_root))
     return steps
 
 

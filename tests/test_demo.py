@@ -86,3 +86,16 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
     assert git(clone, "status", "--porcelain") == ""
     again = (results / "records.jsonl").read_text().splitlines()
     assert len(again) == len(records)
+
+
+def test_full_demo_plans_the_k_sweep_of_fig_2c_with_its_own_recipe(tmp_path: Path):
+    from dcbench.demo import K_SWEEP, LONG, plan
+
+    steps = plan("full", tmp_path, None)
+    sweep = [s for s in steps if "/dc-k" in s.label]
+    assert [s.label for s in sweep if s.kind == "deepcluster"] == [
+        f"pretrain deepcluster -> {tmp_path / 'runs' / f'dc-k{k}'}" for k in K_SWEEP]
+    # each checkpoint is scored by voc-cls FC6-8 and the linear probe
+    assert sum(s.kind == "voc-cls" and s.label.endswith(f" k={K_SWEEP[0]}") for s in steps) == 1
+    assert LONG["deepcluster"] == {"epochs": 5, "reassign": 3}      # the sweep's recipe
+    assert not [s for s in plan("default", tmp_path, None) if "dc-k" in s.label]
