@@ -41,6 +41,7 @@ class RetrievalTask(Task):
 
     frozen = True
     eval_only = True
+    shards = True           # extraction split over torchrun's ranks (tasks/retrieval_rmac.py)
     default_dataset = ""
     options: dict[str, Any] = {}
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from dcbench import distributed
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.oxford_paris import MAX_SIDE, RetrievalSet, build_retrieval
 from dcbench.data.retrieval_images import retrieval_images
@@ -21,6 +22,7 @@ from dcbench.progress import progress
 from dcbench.retrieval.metrics import map_original, map_revisited
 from dcbench.retrieval.rmac import aggregate, fit_whitening, rank, rmac_vectors
 
+from .features import my_rows
 from .inputs import QUICK_SUBSET_SEED
 from .registry import Measurement, RunContext
 
@@ -55,11 +57,13 @@ def cached_regions(trunk: Trunk, data, key: tuple, cfg: dict[str, Any], ctx: Run
 def conv5_regions(trunk: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
                   desc: str) -> tuple[list[torch.Tensor | None], int]:
     """Per image, its (R, C) regional R-MAC vectors (None if unreadable), streamed one image
-    at a time (sizes differ); and how many images could not be read."""
+    at a time (sizes differ); and how many images could not be read. Under torchrun each
+    rank extracts every world_size-th image and every rank ends with all of them (the
+    whitening and ranking that follow are cheap and repeated; rank 0 records)."""
     trunk.eval()
     out: list[torch.Tensor | None] = [None] * len(data)
     skipped = 0
-    loader = make_loader(data, 1, workers=ctx.workers)
+    loader = make_loader(data, 1, sampler=my_rows(len(data)), workers=ctx.workers)
     with torch.inference_mode():
         for images, _, indices, n_skipped in progress(loader, desc, total=len(loader),
                                                       unit="img"):
@@ -72,6 +76,12 @@ def conv5_regions(trunk: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
             conv5 = trunk.features[:-1](x)[0]                 # pool5 removed
             out[int(indices[0])] = rmac_vectors(conv5, cfg["levels"], cfg["overlap"],
                                                 cfg["pool"]).cpu()
+    if distributed.is_distributed():       # each rank's images, into every rank's list
+        for part in distributed.all_gather_object(
+                {i: r for i, r in enumerate(out) if r is not None}):
+            for i, r in part.items():
+                out[i] = r
+        skipped = int(distributed.all_reduce_sum(torch.tensor([skipped])).item())
     return out, skipped
 
 

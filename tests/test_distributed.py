@@ -76,22 +76,24 @@ def test_eval_under_two_processes_shards_and_records_what_one_process_does(tmp_p
     """kNN (the ranks' top-k merged), clustering (every rank's rows gathered back in dataset
     order: bit-identical features, tested in test_collect_gathers_in_dataset_order) and the
     linear probe (DDP heads on the global batch; the shuffle and the heads' BatchNorm
-    statistics differ per rank: within 1.5 points) recorded once, by rank 0, with world_size
-    2 and the counts of all ranks."""
+    statistics differ per rank: within 1.5 points) and retrieval (each rank extracts every
+    2nd image, every rank gathers all: the same mAP) recorded once, by rank 0, with
+    world_size 2 and the counts of all ranks."""
     cache = tmp_path / "cache"
     runs = [["--task", "knn", "--ckpt", "random:alexnet-small"],
             ["--task", "clustering", "--ckpt", "random:alexnet-small", "--setting", "conv5",
              "--setting", "fc7"],
             ["--task", "linear-fmnist", "--ckpt", "random:alexnet-small", "--setting", "conv3",
              "--setting", "conv5", "--set", "max_train=2048", "--set", "max_test=1024",
-             "--set", "epochs=8"]]
+             "--set", "epochs=8"],
+            ["--task", "retrieval-oxford", "--ckpt", "random:alexnet-small"]]
     for args in runs:
         one = _eval(args, tmp_path / "one", cache)
         assert one.returncode == 0, one.stderr[-3000:]
         two = _eval(args, tmp_path / "two", cache, nproc=2)
         assert two.returncode == 0, two.stderr[-3000:]
     single, double = _values(tmp_path / "one"), _values(tmp_path / "two")
-    assert single.keys() == double.keys() and len(single) == 2 * 2 + 2 * 4 + 2 * 2
+    assert single.keys() == double.keys() and len(single) == 2 * 2 + 2 * 4 + 2 * 2 + 4
     for key, (value, world, n_train, n_test) in single.items():
         v2, w2, t2, e2 = double[key]
         assert (world, w2) == (1, 2) and (n_train, n_test) == (t2, e2), key
