@@ -1,4 +1,5 @@
-"""`dcbench eval` and `dcbench tasks`: run one registered task on any checkpoint and record it.
+"""`dcbench eval`: run one registered task on any checkpoint and record it (the request is
+checked first, without torch, by dcbench.eval_request, which also lists the tasks).
 
 Everything that can be refused is refused before any work: the task, its settings and options,
 the checkpoint, the arch against the task's input size, and the presence of its data. Then,
