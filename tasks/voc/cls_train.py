@@ -20,7 +20,9 @@ from ..registry import Measurement, RunContext
 from .common import (
     crop_transform,
     freeze_conv,
+    pct,
     reset_fc_and_head,
+    sgd_step,
     train_mode,
     trunk_copy,
 )
@@ -102,15 +104,8 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
                 group["lr"] = cfg["lr"] * cfg["lr_gamma"] ** ((it - 1) // cfg["lr_step"])
             loss = masked_bce(forward(model, to_device(images, ctx.device), setting == "all"),
                               labels.to(ctx.device))
-            if not torch.isfinite(loss):
-                progress.close()
-                raise DcbenchError(f"voc-cls {setting}: the loss became {loss.item()} at "
-                                   f"iteration {it}; lower --set lr=...")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, cfg["clip"])
-            opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += sgd_step(opt, loss, "voc-cls", setting, it, progress,
+                                 clip=(params, cfg["clip"]))
         if it in eval_at:
             scores, seen = summed_test_logits(model, test, cfg, ctx, ctx.seed)
             aps = classification_ap(scores[seen], labels_test[seen])
@@ -129,10 +124,6 @@ def _subset(data, max_images: int | None):
     if sub is not data:
         sub.labels = data.labels[sub.indices]
     return sub
-
-
-def _pct(ap: float) -> float | None:
-    return None if np.isnan(ap) else round(100.0 * float(ap), 3)
 
 
 def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunContext
@@ -158,7 +149,7 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
             setting=setting, dataset=ds, split=cfg["test_split"], metric="map",
             value=final["mAP"], best=best["mAP"], best_epoch=best["iteration"],
             epochs=cfg["iterations"],
-            extra={"per_class_ap": {c: _pct(a) for c, a in zip(res["classes"], final["ap"])},
+            extra={"per_class_ap": {c: pct(a) for c, a in zip(res["classes"], final["ap"])},
                    "curve": [{"iteration": h["iteration"], "mAP": h["mAP"],
                               "train_loss": h["loss"]} for h in hist],
                    "epoch_unit": "iteration", "best_selected_on": cfg["test_split"],

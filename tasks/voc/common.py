@@ -17,6 +17,7 @@ from PIL import Image
 from torch import nn
 
 from dcbench.data import get_dataset_spec
+from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 from dcbench.models.fold_bn import fold_into
 
@@ -120,3 +121,26 @@ def pad_stack(tensors: list[torch.Tensor], fill: float, dtype: torch.dtype | Non
     for j, t in enumerate(tensors):
         out[j, ..., :t.shape[-2], :t.shape[-1]] = t
     return out
+
+
+def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor, task: str, setting: str, it: int,
+             progress, clip: tuple[list[nn.Parameter], float] | None = None) -> float:
+    """One SGD step of a VOC task's training loop (gradient norm clipped when `clip` gives the
+    parameters and the norm); a non-finite loss stops the run with what to do. Returns the
+    loss for the running mean."""
+    if not torch.isfinite(loss):
+        progress.close()
+        raise DcbenchError(f"{task} {setting}: the loss became {loss.item()} at iteration "
+                           f"{it}; lower --set lr=...")
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(*clip)
+    opt.step()
+    return float(loss.detach())
+
+
+def pct(v: float) -> float | None:
+    """A per-class AP / IoU in [0, 1] as a percent with 3 decimals; None for NaN (a class
+    with no positive)."""
+    return None if np.isnan(v) else round(100.0 * float(v), 3)

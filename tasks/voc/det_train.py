@@ -20,7 +20,7 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext
 from .cls_train import draw_order
-from .common import trunk_copy
+from .common import pct, sgd_step, trunk_copy
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
@@ -123,14 +123,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
                               [t["proposals"].to(ctx.device) for t in targets],
                               [t["shape"] for t in targets], dev, train_conv=setting == "all")
             loss = losses["loss_classifier"] + losses["loss_box_reg"]
-            if not torch.isfinite(loss):
-                progress.close()
-                raise DcbenchError(f"voc-det {setting}: the loss became {loss.item()} at "
-                                   f"iteration {it}; lower --set lr=...")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += sgd_step(opt, loss, "voc-det", setting, it, progress)
         if it in eval_at:
             found, skipped_test = detect(model, test, ctx)
             aps = score(found, test, n_classes, use_07)
@@ -154,10 +147,6 @@ def restrict(data, max_images: int | None):
     out.ids = [data.ids[i] for i in sub.indices]
     out.annotations = [data.annotations[i] for i in sub.indices]
     return out
-
-
-def _pct(ap: float) -> float | None:
-    return None if np.isnan(ap) else round(100.0 * float(ap), 3)
 
 
 def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunContext
@@ -200,7 +189,7 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
             setting=setting, dataset=ds, split=cfg["test_split"], metric="map",
             value=final["mAP"], best=best["mAP"], best_epoch=best["iteration"],
             epochs=cfg["iterations"],
-            extra={"per_class_ap": {c: _pct(a) for c, a in zip(classes, final["ap"])},
+            extra={"per_class_ap": {c: pct(a) for c, a in zip(classes, final["ap"])},
                    "curve": [{"iteration": h["iteration"], "mAP": h["mAP"],
                               "train_loss": h["loss"]} for h in hist],
                    "ap_rule": "11-point (VOC2007)" if use_07 else "area (VOC2010+)",

@@ -20,7 +20,7 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext
 from .cls_train import draw_order
-from .common import freeze_conv, pad_stack, trunk_copy
+from .common import freeze_conv, pad_stack, pct, sgd_step, trunk_copy
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
 
@@ -129,14 +129,7 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
             scores = model(to_device(images, ctx.device), train_conv=setting == "all")
             loss = pixel_loss(model.upsample(scores, images.shape[2:]),
                               targets[0].to(ctx.device), cfg["loss"])
-            if not torch.isfinite(loss):
-                progress.close()
-                raise DcbenchError(f"voc-seg {setting}: the loss became {loss.item()} at "
-                                   f"iteration {it}; lower --set lr=...")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach())
+            loss_sum += sgd_step(opt, loss, "voc-seg", setting, it, progress)
         if it in eval_at:
             scores_at, skipped_test = measure(model, test, n_classes, ctx)
             history.append({"iteration": it, "loss": loss_sum / it, **scores_at})
@@ -149,8 +142,6 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
             "classes": ["background", *train.classes]}
 
 
-def _pct(v: float) -> float | None:
-    return None if np.isnan(v) else round(100.0 * float(v), 3)
 
 
 def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunContext
@@ -180,7 +171,7 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
             setting=setting, dataset=ds, split=cfg["test_split"], metric="miou",
             value=100.0 * final["miou"], best=100.0 * best["miou"],
             best_epoch=best["iteration"], epochs=cfg["iterations"],
-            extra={"per_class_iou": {c: _pct(v) for c, v in zip(res["classes"],
+            extra={"per_class_iou": {c: pct(v) for c, v in zip(res["classes"],
                                                                final["iou"])},
                    "pixel_acc": round(100.0 * final["pixel_acc"], 3),
                    "curve": [{"iteration": h["iteration"], "miou": 100.0 * h["miou"],
