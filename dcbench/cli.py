@@ -128,10 +128,10 @@ def eval_cmd(**opts) -> None:
     """Run one task of the registry on any checkpoint and record the result."""
     from dcbench.eval_request import check_request
 
-    check_request(opts)             # a bad request is refused before torch loads (~1 s)
+    request = check_request(opts)   # a bad request is refused before torch loads (~1 s)
     from dcbench.evaluate import run_eval
 
-    run_eval(opts, command=_command_line())
+    run_eval(opts, command=_command_line(), request=request)
 
 
 @cli.command()

@@ -26,6 +26,7 @@ from dcbench.checkpoint import CheckpointInfo, load_trunk, tensor_sha256
 from dcbench.data.registry import ensure_root
 from dcbench.errors import DcbenchError
 from dcbench.eval_request import (  # noqa: F401  (parse_*, task_table: the CLI and tests)
+    EvalRequest,
     check_request,
     parse_overrides,
     parse_value,
@@ -141,9 +142,11 @@ def settings_for_trunk(task: tasks.Task, settings: list[str], trunk: Trunk,
     return kept
 
 
-def run_eval(opts: dict[str, Any], command: str = "") -> list[Record]:
-    """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written."""
-    request = check_request(opts)
+def run_eval(opts: dict[str, Any], command: str = "",
+             request: EvalRequest | None = None) -> list[Record]:
+    """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written.
+    `request`: the already checked request (the CLI checks it before importing torch)."""
+    request = request or check_request(opts)
     opts, task, settings, options = request.opts, request.task, request.settings, request.options
     first, n_seeds, results = request.first_seed, request.n_seeds, request.results
     if distributed.is_distributed():
