@@ -5,13 +5,13 @@ on the other set, the ranking and both protocols' mAP."""
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
 import torch
 
 from dcbench import distributed
+from dcbench.checkpoint import state_sha256
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.oxford_paris import MAX_SIDE, RetrievalSet, build_retrieval
 from dcbench.data.retrieval_images import retrieval_images
@@ -31,15 +31,6 @@ EMBEDDED_SIDE = 32         # the trunk input side at which the embedded scenes a
 
 _CACHE: dict[tuple, tuple[list[torch.Tensor | None], int]] = {}
 CACHE_ENTRIES = 4          # retrieval-paris reuses the sets retrieval-oxford just extracted
-
-
-def fingerprint(trunk: Trunk) -> str:
-    """A digest of the trunk's weights and buffers: the cache key's checkpoint part."""
-    h = hashlib.sha256()
-    for name, t in sorted(trunk.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def cached_regions(trunk: Trunk, data, key: tuple, cfg: dict[str, Any], ctx: RunContext,
@@ -111,7 +102,7 @@ def measure(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCont
         tf = T.Compose([T.ToTensor(), T.Normalize(spec.mean, spec.std)])
         return retrieval_images(rs, split, at, tf)
 
-    digest = fingerprint(model)
+    digest = state_sha256(model)        # the cache key's checkpoint part
     sides = [max(1, round(side * f)) for f in cfg["scales"]]
 
     def regions(rs: RetrievalSet, name: str, split: str, limit: int | None = None):
