@@ -69,9 +69,10 @@ MODULES: dict[str, tuple[str, list[str]]] = {
                ["tests/test_bite_atomic.py", "tests/test_bite_records.py",
                 "tests/test_checkpoint.py", *BAD_INPUTS]),
     "retrieval.metrics": ("dcbench/retrieval/metrics.py",
-                          ["tests/test_properties.py", "tests/test_retrieval_method.py"]),
+                          ["tests/test_properties_eval_metrics.py",
+                           "tests/test_retrieval_method.py"]),
     "voc.metrics": ("dcbench/tasks/voc/metrics.py",
-                    ["tests/test_bite_voc.py", "tests/test_properties.py",
+                    ["tests/test_bite_voc.py", "tests/test_properties_eval_metrics.py",
                      "tests/test_voc_det_metrics.py",
                      "tests/test_voc_cls.py", "tests/test_voc_seg.py"]),
 }
