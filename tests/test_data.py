@@ -1,5 +1,7 @@
 """The data layer: every registered loader on the real Fashion-MNIST files and on small
-layouts built by the tests, root resolution, the skipping loader, subsets and transforms."""
+layouts built by the tests, root resolution, the skipping loader and the set builders
+(transforms and subsets: test_transforms.py; the distributed ImageNet / Places205 layouts:
+test_data_layouts.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,6 @@ from dcbench.data import (
     get_dataset_spec,
     make_loader,
     make_transform,
-    subset,
     targets_of,
     validate_dataset,
 )
@@ -274,78 +275,6 @@ def test_file_list_where_nothing_exists(tmp_path: Path) -> None:
         validate_dataset("yfcc1m", root=tmp_path)
 
 
-# ---------------------------------------------------------------- subsets and transforms
-
-
-def test_subset_is_seeded_sorted_and_keeps_targets(tiny_image_folder: Path) -> None:
-    ds = build_dataset("image-folder", "train", None, root=tiny_image_folder)
-    a, b, c = subset(ds, 7, seed=3), subset(ds, 7, seed=3), subset(ds, 7, seed=4)
-    assert a.indices == b.indices and a.indices != c.indices
-    assert a.indices == sorted(a.indices) and len(a) == 7
-    assert a.targets == [ds.targets[i] for i in a.indices]
-    assert a.classes == ds.classes
-    assert list(targets_of(a)) == a.targets
-    assert subset(ds, None, seed=0) is ds and subset(ds, len(ds), seed=0) is ds
-
-
-@pytest.mark.parametrize("recipe", ["cluster", "train", "probe", "eval"])
-def test_transform_shapes(recipe: str) -> None:
-    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), np.uint8))
-    assert make_transform(recipe, "large")(photo).shape == (3, 224, 224)
-    gray28 = Image.fromarray(np.zeros((28, 28), np.uint8))
-    assert make_transform(recipe, "small", native=28)(gray28).shape == (3, 32, 32)
-    rgb40 = Image.fromarray(np.zeros((40, 40, 3), np.uint8))
-    assert make_transform(recipe, "small", native=40)(rgb40).shape == (3, 32, 32)
-
-
-def test_deterministic_recipes_are_deterministic() -> None:
-    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (260, 300, 3), np.uint8))
-    for recipe in ("cluster", "eval"):
-        tf = make_transform(recipe, "large")
-        assert torch.equal(tf(photo), tf(photo))
-    tf = make_transform("train", "large")
-    torch.manual_seed(0)
-    first = tf(photo)
-    torch.manual_seed(1)
-    assert not torch.equal(first, tf(photo))
-
-
-def test_small_recipes_match_torchvision_and_are_seeded() -> None:
-    from torchvision import transforms as T
-
-    rng = np.random.default_rng(2)
-    gray = Image.fromarray(rng.integers(0, 256, (28, 28), np.uint8))
-    mean, std = (0.3, 0.3, 0.3), (0.35, 0.35, 0.35)
-    reference = T.Compose([T.Pad(2), T.Lambda(lambda im: im.convert("RGB")), T.ToTensor(),
-                           T.Normalize(mean, std)])
-    for recipe in ("cluster", "eval"):
-        ours = make_transform(recipe, "small", mean, std, native=28)(gray)
-        torch.testing.assert_close(ours, reference(gray), atol=1e-5, rtol=0)
-    for recipe in ("train", "probe"):
-        tf = make_transform(recipe, "small", mean, std, native=28, min_scale=0.3)
-        torch.manual_seed(0)
-        views = torch.stack([tf(gray) for _ in range(64)])
-        torch.manual_seed(0)
-        assert torch.equal(views, torch.stack([tf(gray) for _ in range(64)]))
-        assert len({v.numpy().tobytes() for v in views}) > 16     # the views differ
-        flipped = [torch.equal(v, v.flip(-1)) for v in views]      # a random image is not
-        assert not any(flipped)                                   # symmetric: no view is
-    # a probe view is the padded image shifted by at most 2 px, maybe flipped
-    torch.manual_seed(0)
-    base = make_transform("eval", "small", mean, std, native=28)(gray)
-    view = make_transform("probe", "small", mean, std, native=28)(gray)
-    pad = torch.nn.functional.pad(base, (2, 2, 2, 2), value=-mean[0] / std[0])
-    shifts = [pad[:, i:i + 32, j:j + 32] for i in range(5) for j in range(5)]
-    assert any(torch.allclose(view, s) or torch.allclose(view, s.flip(-1)) for s in shifts)
-
-
-def test_transform_rejects_unknown_recipe_and_size() -> None:
-    with pytest.raises(ValueError, match="recipe"):
-        make_transform("nope", "large")
-    with pytest.raises(ValueError, match="size"):
-        make_transform("eval", "medium")
-
-
 # ---------------------------------------------------------------- builders
 
 
@@ -375,74 +304,3 @@ def test_builders_refuse_more_images_than_exist(tmp_path: Path) -> None:
         export_file_list(tmp_path / "list", 21, fmnist_root=root)
     assert validate_dataset("yfcc1m", root=export_file_list(tmp_path / "ok", 20, root)).splits[
         "train"] == 20
-
-
-def _places_as_distributed(src: Path, dst: Path) -> dict[str, list[tuple[str, int]]]:
-    """The tiny class folders rewritten as Places205 ships: images256/<letter>/<class>/ and
-    trainvalsplit_places205/{train,val}_places205.csv ("relative/path label")."""
-    images = dst / "data/vision/torralba/deeplearning/images256"
-    classes = sorted(p.name for p in (src / "train").iterdir())
-    rows: dict[str, list[tuple[str, int]]] = {}
-    for split in ("train", "val"):
-        rows[split] = []
-        for label, c in enumerate(classes):
-            for f in sorted((src / split / c).iterdir()):
-                rel = f"{c[0].lower()}/{c.lower()}/{split}_{f.name}"
-                (images / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy(f, images / rel)
-                rows[split].append((rel, label))
-        csv = dst / "trainvalsplit_places205" / f"{split}_places205.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        csv.write_text("".join(f"{r} {lab}\n" for r, lab in rows[split][::-1]))  # any order
-    return rows
-
-
-def test_places205_in_its_distributed_layout(tiny_image_folder: Path, tmp_path: Path,
-                                              tiny_sizes) -> None:
-    root = tmp_path / "places205"
-    rows = _places_as_distributed(tiny_image_folder, root)
-    report = validate_dataset("places205", root=root)
-    assert report.splits == {"train": 10 * tiny_sizes.train_per_class,
-                             "val": 10 * tiny_sizes.val_per_class}
-    assert "layout: places205-csv" in report.notes
-    val = build_dataset("places205", "val", None, root=root)
-    assert val.classes[0] == "ankle_boot" and len(val.classes) == 10
-    rel, label = rows["val"][-1]                      # the CSV's first line
-    img, target = val[0]
-    assert target == label and np.array_equal(
-        np.asarray(img), np.asarray(Image.open(root / "data/vision/torralba/deeplearning"
-                                               "/images256" / rel).convert("RGB")))
-    (root / "trainvalsplit_places205" / "val_places205.csv").write_text("a/x.jpg five\n")
-    with pytest.raises(DataError, match=r"val_places205.csv:1: expected 'relative/path label'"):
-        validate_dataset("places205", root=root)
-
-
-def test_imagenet_with_a_flat_val_folder_and_the_devkit_labels(tiny_image_folder: Path,
-                                                               tmp_path: Path) -> None:
-    """val/ as the archive unpacks (ILSVRC2012_val_*.JPEG, no class folders), labelled by
-    torchvision's meta.bin (what its parse_devkit_archive writes from the devkit)."""
-    root = tmp_path / "imagenet"
-    shutil.copytree(tiny_image_folder / "train", root / "train")
-    wnids = sorted(p.name for p in (root / "train").iterdir())
-    flat, val_wnids = root / "val", []
-    flat.mkdir()
-    pairs = [(w, f) for w in wnids for f in sorted((tiny_image_folder / "val" / w).iterdir())]
-    order = np.random.default_rng(0).permutation(len(pairs))   # the devkit's order is not by class
-    for i, j in enumerate(order, 1):
-        w, f = pairs[j]
-        shutil.copy(f, flat / f"ILSVRC2012_val_{i:08d}.png")
-        val_wnids.append(w)
-    with pytest.raises(DataError, match="put ILSVRC2012_devkit_t12.tar.gz"):
-        validate_dataset("imagenet", root=root)
-    torch.save(({w: (w.lower(),) for w in wnids}, val_wnids), root / "meta.bin")
-    report = validate_dataset("imagenet", root=root)
-    assert report.splits == {"train": 30, "val": 20} and "layout: imagenet-devkit" in report.notes
-    val = build_dataset("imagenet", "val", None, root=root)
-    for i in (0, 7, 19):
-        img, target = val[i]
-        w, f = pairs[order[i]]
-        assert wnids[target] == w
-        assert np.array_equal(np.asarray(img), np.asarray(Image.open(f).convert("RGB")))
-    (flat / "ILSVRC2012_val_00000020.png").unlink()
-    with pytest.raises(DataError, match="holds 19 images but the devkit labels 20"):
-        build_dataset("imagenet", "val", None, root=root)
