@@ -54,6 +54,9 @@ def cli(debug: bool) -> None:
 @click.option("--lr", type=float, default=None, help="[default: 0.05]")
 @click.option("--wd", type=float, default=None, help="weight decay [default: 1e-5]")
 @click.option("--momentum", type=float, default=None, help="[default: 0.9]")
+@click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
+              show_default=True, help="the trunk's lr over the epochs: the paper's constant "
+              "rate, or a cosine decay to 0 (the standard-recipe supervised baseline)")
 @click.option("--sobel/--no-sobel", default=True, show_default=True, help="fixed Sobel front end")
 @click.option("--pca-dim", type=int, default=None, help="PCA dimension before k-means "
               "[default: 256; 128 on fashion-mnist]")

@@ -9,6 +9,7 @@ so the learning rate needs no rescaling.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dcbench.data import get_dataset_spec
@@ -28,6 +29,15 @@ COMMON = {"batch_size": 256, "lr": 0.05, "wd": 1e-5, "momentum": 0.9}
 # (amp follows the device: a run may resume on another machine)
 RESUMABLE_CHANGES = {"epochs", "workers", "save_every", "out", "amp"}
 METHOD_NAMES = ("deepcluster", "supervised", "jule")     # jule: dcbench/methods/jule.py
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def epoch_lr(cfg: dict[str, Any], epoch: int) -> float:
+    """The trunk's learning rate in `epoch` (1-based): the paper's constant rate, or a cosine
+    from lr down towards 0 over cfg["epochs"], set once per epoch so a resume replays it."""
+    if cfg.get("lr_schedule", "constant") == "constant":
+        return cfg["lr"]
+    return 0.5 * cfg["lr"] * (1.0 + math.cos(math.pi * (epoch - 1) / cfg["epochs"]))
 
 
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:
@@ -45,6 +55,7 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     cfg.update({
         "root": opts.get("root"), "data_root": opts.get("data_root"),
         "sobel": bool(opts.get("sobel", True)),
+        "lr_schedule": opts.get("lr_schedule") or "constant",
         "clustering": opts.get("clustering") or "kmeans",
         "sampler": opts.get("sampler") or "uniform",
         "reassign": 1.0 if opts.get("reassign") is None else float(opts["reassign"]),
@@ -64,17 +75,23 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
         raise DcbenchError(f"arch '{cfg['arch']}' takes {MODELS[cfg['arch']].INPUT_SIZE} px "
                            f"inputs but '{spec.name}' gives {expected} px; use --arch "
                            f"{' or '.join(fits)}")
+    if cfg["lr_schedule"] not in LR_SCHEDULES:
+        raise DcbenchError(f"unknown lr_schedule '{cfg['lr_schedule']}'; choose one of: "
+                           f"{', '.join(LR_SCHEDULES)}")
     if method == "supervised" and not spec.labelled:
         raise DcbenchError(f"the supervised baseline needs labels and '{spec.name}' has none")
     return cfg
 
 
 # Keys added after runs were saved without them: the value those runs used.
-BEFORE_KEY_EXISTED = {"empty_clusters": "paper"}
+BEFORE_KEY_EXISTED = {"empty_clusters": "paper", "lr_schedule": "constant"}
 
 
 def differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ between a saved run config and a new one (resume check)."""
     saved = {**{k: v for k, v in BEFORE_KEY_EXISTED.items() if k in new}, **saved}
-    keys = (set(saved) | set(new)) - RESUMABLE_CHANGES - {"world_size"}
+    resumable = set(RESUMABLE_CHANGES)
+    if new.get("lr_schedule", "constant") != "constant":
+        resumable.discard("epochs")         # the schedule spans the epochs: a new run
+    keys = (set(saved) | set(new)) - resumable - {"world_size"}
     return sorted(k for k in keys if saved.get(k) != new.get(k))

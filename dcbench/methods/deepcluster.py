@@ -115,12 +115,13 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
                          workers=cfg["workers"], seed=seed * 1009 + dist.rank())
     net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
                                    else None) if dist.is_distributed() else s.model)
+    lr = s.set_epoch_lr(epoch)
     train = train_epoch(net, loader, [s.trunk_opt, head_opt], s.device, epoch, labels=pseudo,
                         desc="train")
     seconds = dict(stats.get("seconds", {}))
     seconds.update(train=train["seconds"], epoch=time.time() - t0)
     return {"epoch": epoch, "method": "deepcluster", "clustering": cfg["clustering"],
-            "loss": train["loss"], "train_acc": train["train_acc"], **metrics,
+            "loss": train["loss"], "lr": lr, "train_acc": train["train_acc"], **metrics,
             "assignment_sha256": digest, "ranks": dist.world_size(),
             "clusters": stats.get("clusters"), "empty_reseeded": stats.get("empty_reseeded"),
             "skipped_images": int(stats.get("skipped_images", 0)) + train["skipped_images"],

@@ -16,6 +16,7 @@ from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
 from dcbench.faults import fault_point
+from dcbench.methods.config import epoch_lr
 from dcbench.methods.run_dir import RunDir
 from dcbench.models import Trunk, build_model
 from dcbench.progress import say
@@ -40,6 +41,13 @@ class Session:
     missing_images: int = 0                   # listed in a file list but absent on disk
     start_epoch: int = 0                      # completed epochs at start
     history: list[dict[str, Any]] = field(default_factory=list)
+
+    def set_epoch_lr(self, epoch: int) -> float:
+        """The trunk optimizer's lr for `epoch` (config.epoch_lr); returned for the log."""
+        lr = epoch_lr(self.cfg, epoch)
+        for group in self.trunk_opt.param_groups:
+            group["lr"] = lr
+        return lr
 
     def save(self, epoch: int) -> None:
         """Checkpoint (with the log history inside), optional kept copy, then the log view."""

@@ -28,9 +28,11 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
                          workers=cfg["workers"], seed=seed * 1009 + dist.rank())
     net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
                                    else None) if dist.is_distributed() else s.model)
+    lr = s.set_epoch_lr(epoch)
     train = train_epoch(net, loader, [s.trunk_opt], s.device, epoch, labels=None,
                         desc="train (labels)")
-    return {"epoch": epoch, "method": "supervised", "clustering": None, "loss": train["loss"],
+    return {"epoch": epoch, "method": "supervised", "clustering": None, "lr": lr,
+            "loss": train["loss"],
             "train_acc": train["train_acc"], "nmi_prev": None, "nmi_labels": None,
             "nmi_labels_arithmetic": None, "acc_labels": None, "ari_labels": None,
             "clusters": None, "empty_reseeded": None,
