@@ -7,11 +7,15 @@ A single process (no WORLD_SIZE in the environment) never touches torch.distribu
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
+from typing import TypeVar
 
 import numpy as np
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 def world_size() -> int:
@@ -56,6 +60,20 @@ def shutdown() -> None:
 def barrier() -> None:
     if dist.is_initialized():
         dist.barrier()
+
+
+def main_first(compute: Callable[[], T]) -> T:
+    """Rank 0 computes first (and fills a disk cache), the other ranks after it (reading that
+    cache instead of writing it at the same time); one process just computes."""
+    if not dist.is_initialized():
+        return compute()
+    if is_main():
+        try:
+            return compute()
+        finally:          # released also when it fails: the others then meet the same error
+            dist.barrier()
+    dist.barrier()
+    return compute()
 
 
 def _comm_device() -> torch.device:

@@ -15,6 +15,7 @@ import copy
 import random
 import time
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -149,14 +150,14 @@ def run_eval(opts: dict[str, Any], command: str = "",
     request = request or check_request(opts)
     opts, task, settings, options = request.opts, request.task, request.settings, request.options
     first, n_seeds, results = request.first_seed, request.n_seeds, request.results
-    if distributed.is_distributed():
-        distributed.init()                  # each rank reads its share; rank 0 records
     device = distributed.pick_device()
     ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
                            out_dir=results_dir(results), quick=bool(opts.get("quick")),
                            workers=opts.get("workers"), options=options,
                            ckpt=str(opts["ckpt"]))
-    config = {**task.config(ctx), "quick": ctx.quick, "options": options}
+    config = {**task.config(ctx), "quick": ctx.quick, "options": options}   # checks them
+    if distributed.is_distributed():
+        distributed.init()                  # each rank reads its share; rank 0 records
     chash = config_hash(config)
     trunk, info = load_trunk(opts["ckpt"], device)
     trunk = prepare(trunk, device).eval()
@@ -164,7 +165,8 @@ def run_eval(opts: dict[str, Any], command: str = "",
                                   and "all" not in opts["settings"])
     task.check(trunk, ctx)
     for name in task.data_needed(ctx):
-        ensure_root(name, data_root=ctx.data_root)   # builds an embedded set; else says where
+        # builds an embedded set (rank 0 first under torchrun), else says where to put it
+        distributed.main_first(partial(ensure_root, name, data_root=ctx.data_root))
 
     written: list[Record] = []
     for seed in range(first, first + n_seeds):

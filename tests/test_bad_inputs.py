@@ -155,6 +155,9 @@ ROWS = [
     Row(f"eval --task retrieval-oxford --ckpt {RND} --quick --set scales=0,1",
         r"--set scales=0,1: expected comma-separated positive numbers"),
     Row(f"eval --task nosuch --ckpt {RND}", r"unknown task 'nosuch'; valid tasks: clustering"),
+    Row(f"eval --task voc-seg --ckpt {RND} --quick --set batch_size=3",   # under torchrun, 2
+        r"voc-seg: batch_size 3 does not split over 2 ranks .*pass --set batch_size=2",
+        env=lambda: {"WORLD_SIZE": "2", "RANK": "0"}),
     # --- eval: checkpoints ----------------------------------------------------------------------
     Row("eval --task knn --quick --ckpt {ws}/random.pth", r"is not a PyTorch checkpoint"),
     Row("eval --task knn --quick --ckpt {ws}/empty.pth", r"empty.pth is empty \(0 bytes\)"),
@@ -183,6 +186,7 @@ ROWS = [
     Row(f"{PRE} --k 1", r"--k 1 is out of range: expected an integer in \[2, inf\)"),
     Row(f"{PRE} --lr 0", r"--lr 0.0 is out of range: expected a number in \(0, inf\)"),
     Row(f"{PRE} --lr inf", r"--lr inf: expected a finite number"),
+    Row(f"{PRE} --lr-schedule step", r"'step' is not one of 'constant', 'cosine'"),
     Row(f"{PRE} --epochs 0", r"--epochs 0 is out of range"),
     Row(f"{PRE} --batch-size 0", r"--batch-size 0 is out of range"),
     Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small'"),
@@ -215,6 +219,8 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(
     monkeypatch.chdir(workspace)
     monkeypatch.setenv("DCBENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("DCBENCH_RESULTS", str(workspace / "results"))
+    for key, value in (row.env() if row.env else {}).items():
+        monkeypatch.setenv(key, value)
     before = snapshot(workspace)
     code, err = run_cli(row.args.format(ws=workspace).split(), monkeypatch, capsys)
     lines = [x for x in err.splitlines() if x.strip()]

@@ -115,6 +115,19 @@ def test_quick_eval_records_final_best_and_per_class(voc_quick_root: Path,
     assert len(read_records(tmp_path / "records.jsonl")) == 1
 
 
+def test_a_setting_records_the_same_value_whatever_ran_before_it(voc_quick_root: Path,
+                                                                 tmp_path: Path) -> None:
+    """ALL after FC6-8 in one invocation = ALL alone: each setting draws its heads from the
+    same random state (before, FC6-8's crops and dropout moved it and ALL's heads differed)."""
+    opts = {"task": "voc-cls", "ckpt": "random:alexnet-small", "quick": True,
+            "data_root": str(voc_quick_root), "workers": 0,
+            "overrides": ("test_crops=1", "iterations=5", "evals=1")}
+    both = run_eval({**opts, "settings": ("fc6-8", "all"), "results": str(tmp_path / "a")})
+    alone = run_eval({**opts, "settings": ("all",), "results": str(tmp_path / "b")})
+    assert [r.setting for r in both] == ["fc6-8", "all"]
+    assert both[1].value == alone[0].value and both[1].extra["curve"] == alone[0].extra["curve"]
+
+
 @pytest.mark.parametrize("override, message", [
     ("iterations=0", r"--set iterations=0 is out of range: expected an integer in \[1"),
     ("scale_min=0.6", "scale_min <= scale_max"),

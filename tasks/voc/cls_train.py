@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from dcbench import distributed
 from dcbench.data import build_dataset, make_loader, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
@@ -27,6 +28,7 @@ from .common import (
     trunk_copy,
 )
 from .metrics import classification_ap, mean_ap
+from .sharding import my_part, my_test_rows, rank_seed, sync_model
 
 TEST_BATCH = 128
 
@@ -56,23 +58,27 @@ def draw_order(n: int, count: int, seed: int) -> list[int]:
 
 
 def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
-                seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Logits summed over `test_crops` random-crop passes, and which rows were read."""
+                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Logits summed over `test_crops` random-crop passes, and which rows were read (under
+    torchrun each rank reads every W-th batch; the sums are summed over ranks)."""
     model.eval()
     n_classes = model.top_layer.out_features
     total = torch.zeros(len(data), n_classes, dtype=torch.float64)
-    seen = torch.zeros(len(data), dtype=torch.bool)
+    seen = torch.zeros(len(data), dtype=torch.int64)
     with torch.inference_mode():
         for p in range(cfg["test_crops"]):
-            torch.manual_seed(seed * 1000 + p)
-            loader = make_loader(data, TEST_BATCH, workers=ctx.workers, seed=seed * 1000 + p)
+            torch.manual_seed(rank_seed(seed * 1000 + p))
+            loader = make_loader(data, TEST_BATCH, sampler=my_test_rows(len(data), TEST_BATCH),
+                                 workers=ctx.workers, seed=rank_seed(seed * 1000 + p))
             for images, _, indices, _ in loader:
                 if images is None:
                     continue
                 logits = forward(model, to_device(images, ctx.device), False)
                 total[indices] += logits.double().cpu()
-                seen[indices] = True
-    return total.numpy(), seen.numpy()
+                seen[indices] = 1
+    total = distributed.all_reduce_sum(total)
+    seen = distributed.all_reduce_sum(seen)
+    return total.numpy(), seen.numpy() > 0
 
 
 def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
@@ -82,13 +88,15 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
     n_classes = len(train.classes)
     reset_fc_and_head(model, n_classes)
     model = prepare(model, ctx.device)
+    sync_model(model)
     params = freeze_conv(model, frozen=setting == "fc6-8")
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
-    order = draw_order(len(train), iters * batch, ctx.seed)
-    torch.manual_seed(ctx.seed)
-    loader = make_loader(train, batch, sampler=order, workers=ctx.workers, seed=ctx.seed)
+    order = my_part(draw_order(len(train), iters * batch, ctx.seed), batch)
+    torch.manual_seed(rank_seed(ctx.seed))
+    loader = make_loader(train, batch // distributed.world_size(), sampler=order,
+                         workers=ctx.workers, seed=rank_seed(ctx.seed))
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     labels_test = test.labels
     history: list[dict[str, Any]] = []
@@ -99,13 +107,14 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
         skipped += n_skipped
         it += 1
         progress.update(1)
-        if images is not None:
-            for group in opt.param_groups:
-                group["lr"] = cfg["lr"] * cfg["lr_gamma"] ** ((it - 1) // cfg["lr_step"])
-            loss = masked_bce(forward(model, to_device(images, ctx.device), setting == "all"),
-                              labels.to(ctx.device))
-            loss_sum += sgd_step(opt, loss, "voc-cls", setting, it, progress,
-                                 clip=(params, cfg["clip"]))
+        for group in opt.param_groups:
+            group["lr"] = cfg["lr"] * cfg["lr_gamma"] ** ((it - 1) // cfg["lr_step"])
+        loss = None if images is None else masked_bce(
+            forward(model, to_device(images, ctx.device), setting == "all"),
+            labels.to(ctx.device))
+        step = sgd_step(opt, loss, 0 if images is None else len(labels), "voc-cls", setting,
+                        it, progress, clip=(params, cfg["clip"]))
+        loss_sum += step or 0.0
         if it in eval_at:
             scores, seen = summed_test_logits(model, test, cfg, ctx, ctx.seed)
             aps = classification_ap(scores[seen], labels_test[seen])
@@ -114,6 +123,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
             progress.set_postfix(mAP=f"{history[-1]['mAP']:.1f}")
             train_mode(model)
     progress.close()
+    skipped = int(distributed.all_reduce_sum(torch.tensor([skipped]))[0])
     return {"history": history, "model": model, "skipped_train": skipped,
             "skipped_test": int((~seen).sum()), "classes": list(train.classes)}
 
@@ -140,7 +150,9 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
     train = _subset(train, cfg["max_train"])
     test = _subset(test, cfg["max_test"])
     out = []
-    for setting in settings:
+    rng = torch.get_rng_state()     # each setting draws its heads from the same state: a
+    for setting in settings:        # record does not depend on the settings run before it
+        torch.set_rng_state(rng)    # (and rank 0 under torchrun draws what one process does)
         res = train_and_test(trunk, setting, train, test, cfg, ctx)
         hist = res["history"]
         best = max(hist, key=lambda h: h["mAP"])

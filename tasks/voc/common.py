@@ -16,10 +16,13 @@ import torch
 from PIL import Image
 from torch import nn
 
+from dcbench import distributed
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
 from dcbench.models.fold_bn import fold_into
+
+from .sharding import reduced_step
 
 
 class RandomSquareCrop:
@@ -123,11 +126,18 @@ def pad_stack(tensors: list[torch.Tensor], fill: float, dtype: torch.dtype | Non
     return out
 
 
-def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor, task: str, setting: str, it: int,
-             progress, clip: tuple[list[nn.Parameter], float] | None = None) -> float:
-    """One SGD step of a VOC task's training loop (gradient norm clipped when `clip` gives the
-    parameters and the norm); a non-finite loss stops the run with what to do. Returns the
-    loss for the running mean."""
+def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor | None, n: int, task: str,
+             setting: str, it: int, progress,
+             clip: tuple[list[nn.Parameter], float] | None = None) -> float | None:
+    """One SGD step of a VOC task's training loop on `loss`, the mean over the `n` images
+    read (None: none was read; no step), gradient norm clipped when `clip` gives the
+    parameters and the norm; a non-finite loss stops the run with what to do. Under torchrun
+    the step is that of the global batch (sharding.reduced_step). Returns the loss for the
+    running mean (None without a step)."""
+    if distributed.is_distributed():
+        return reduced_step(opt, loss, n, task, setting, it, progress, clip)
+    if loss is None:
+        return None
     if not torch.isfinite(loss):
         progress.close()
         raise DcbenchError(f"{task} {setting}: the loss became {loss.item()} at iteration "

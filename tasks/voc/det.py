@@ -58,6 +58,7 @@ class VOCDetectionTask(VOCTask):
                    "options left None take the dataset's recipe (voc or fmnist-voc)")
     recipes = RECIPES
     counts = ("iterations", "images_per_batch", "rois_per_image", "lr_step", "evals")
+    batch_key = "images_per_batch"
     options = VOCTask.recipe_options(RECIPES)
 
     def check_options(self, cfg: dict[str, Any]) -> None:

@@ -4,11 +4,13 @@ its protocol; this module loads torch, that one does not)."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
 
+from dcbench import distributed
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.voc import VOC_YEARS, build_voc
 from dcbench.data.voc_proposals import proposals_for
@@ -24,6 +26,7 @@ from .common import pct, sgd_step, trunk_copy
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
+from .sharding import my_part, my_test_rows, rank_seed, sync_model
 from .task import EMBEDDED
 
 TEST_BATCH = 8
@@ -40,11 +43,14 @@ def param_groups(params: list[torch.nn.Parameter], model: torch.nn.Module, lr: f
 
 
 def detect(model: FastRCNN, data: DetectionInputs, ctx: RunContext) -> tuple[list, int]:
-    """Per test image: (boxes in the VOC file's 1-based coordinates, labels 0-based, scores)."""
+    """Per test image: (boxes in the VOC file's 1-based coordinates, labels 0-based, scores);
+    how many could not be read. Under torchrun each rank detects on every W-th batch and
+    every rank ends with all of them."""
     model.eval()
     out: list[Any] = [None] * len(data)
     skipped = 0
-    loader = make_loader(data, TEST_BATCH, workers=ctx.workers, collate=detection_collate)
+    loader = make_loader(data, TEST_BATCH, sampler=my_test_rows(len(data), TEST_BATCH),
+                         workers=ctx.workers, collate=detection_collate)
     with torch.inference_mode():
         for images, targets, indices, n_skipped in loader:
             skipped += n_skipped
@@ -56,6 +62,13 @@ def detect(model: FastRCNN, data: DetectionInputs, ctx: RunContext) -> tuple[lis
             for i, t, f in zip(indices.tolist(), targets, found):
                 out[i] = (from_extent(f["boxes"].cpu(), t["scale"]).numpy(),
                           f["labels"].cpu().numpy() - 1, f["scores"].cpu().numpy())
+    if distributed.is_distributed():
+        parts = distributed.all_gather_object(
+            ({i: f for i, f in enumerate(out) if f is not None}, skipped))
+        for part, _ in parts:
+            for i, f in part.items():
+                out[i] = f
+        skipped = sum(n for _, n in parts)
     return out, skipped
 
 
@@ -92,6 +105,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
     n_classes = len(train.class_index)
     model = prepare(FastRCNN(trunk_copy(trunk, setting), n_classes, cfg["rois_per_image"]),
                     ctx.device)
+    sync_model(model)
     params = trainable(model, trunk.ARCH, setting)
     groups = param_groups(params, model, cfg["lr"], cfg["weight_decay"])
     opt = torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"])
@@ -100,9 +114,11 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
     if not usable:
         raise DcbenchError(f"{cfg['dataset']} {cfg['train_split']}: no image has a "
                            f"non-difficult object to train on")
-    order = [usable[k] for k in draw_order(len(usable), iters * batch, ctx.seed)]
-    torch.manual_seed(ctx.seed)
-    loader = make_loader(train, batch, sampler=order, workers=ctx.workers, seed=ctx.seed,
+    order = my_part([usable[k] for k in draw_order(len(usable), iters * batch, ctx.seed)],
+                    batch)
+    torch.manual_seed(rank_seed(ctx.seed))
+    loader = make_loader(train, batch // distributed.world_size(), sampler=order,
+                         workers=ctx.workers, seed=rank_seed(ctx.seed),
                          collate=detection_collate)
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     history: list[dict[str, Any]] = []
@@ -114,16 +130,19 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
         skipped += n_skipped
         it += 1
         progress.update(1)
+        for g in opt.param_groups:
+            g["lr"] = cfg["lr"] * g["lr_mult"] * 0.1 ** ((it - 1) // cfg["lr_step"])
+        loss = None
         if images is not None:
-            for g in opt.param_groups:
-                g["lr"] = cfg["lr"] * g["lr_mult"] * 0.1 ** ((it - 1) // cfg["lr_step"])
             dev = [{"boxes": t["boxes"].to(ctx.device), "labels": t["labels"].to(ctx.device)}
                    for t in targets]
             _, losses = model(to_device(images, ctx.device),
                               [t["proposals"].to(ctx.device) for t in targets],
                               [t["shape"] for t in targets], dev, train_conv=setting == "all")
             loss = losses["loss_classifier"] + losses["loss_box_reg"]
-            loss_sum += sgd_step(opt, loss, "voc-det", setting, it, progress)
+        step = sgd_step(opt, loss, 0 if images is None else len(targets), "voc-det", setting,
+                        it, progress)
+        loss_sum += step or 0.0
         if it in eval_at:
             found, skipped_test = detect(model, test, ctx)
             aps = score(found, test, n_classes, use_07)
@@ -133,6 +152,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
             model.train()
             model.features.eval()
     progress.close()
+    skipped = int(distributed.all_reduce_sum(torch.tensor([skipped]))[0])
     return {"history": history, "model": model, "skipped_train": skipped,
             "skipped_test": skipped_test, "n_train_usable": len(usable)}
 
@@ -167,9 +187,9 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
     inputs, info = {}, {}
     for role, data in splits.items():
         sizes = [(a.width, a.height) for a in data.annotations]
-        props, info[role] = proposals_for(
-            data.root, cfg[f"{role}_split"], data.ids, sizes, cfg["proposals"], set_name=ds,
-            year=VOC_YEARS[ds])
+        props, info[role] = distributed.main_first(partial(   # rank 0 fills the cache
+            proposals_for, data.root, cfg[f"{role}_split"], data.ids, sizes,
+            cfg["proposals"], set_name=ds, year=VOC_YEARS[ds]))
         train = role == "train"
         inputs[role] = DetectionInputs(
             data, props, classes,
@@ -179,7 +199,9 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
             spec.mean, spec.std, train)
     use_07 = ds in EMBEDDED or ds == "voc2007"
     out = []
-    for setting in settings:
+    rng = torch.get_rng_state()     # each setting draws its heads from the same state: a
+    for setting in settings:        # record does not depend on the settings run before it
+        torch.set_rng_state(rng)    # (and rank 0 under torchrun draws what one process does)
         res = train_and_test(trunk, setting, inputs["train"], inputs["test"], cfg, ctx,
                              use_07)
         hist = res["history"]

@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
+from dcbench import distributed
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.voc import build_voc
 from dcbench.errors import DcbenchError
@@ -23,6 +24,7 @@ from .cls_train import draw_order
 from .common import freeze_conv, pad_stack, pct, sgd_step, trunk_copy
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
+from .sharding import my_part, my_test_rows, rank_seed, sync_model
 
 TEST_BATCH = 16
 
@@ -80,11 +82,13 @@ def pixel_loss(logits: torch.Tensor, masks: torch.Tensor, reduction: str) -> tor
 
 
 def measure(model: FCN, data, n_classes: int, ctx: RunContext) -> tuple[dict[str, Any], int]:
-    """The confusion matrix over `data` at the masks' own resolution -> scores; skipped."""
+    """The confusion matrix over `data` at the masks' own resolution -> scores; skipped.
+    Under torchrun each rank measures every W-th batch and the matrices are summed."""
     model.eval()
     hist = np.zeros((n_classes, n_classes), dtype=np.int64)
     skipped = 0
-    loader = make_loader(data, TEST_BATCH, workers=ctx.workers, collate=pad_collate)
+    loader = make_loader(data, TEST_BATCH, sampler=my_test_rows(len(data), TEST_BATCH),
+                         workers=ctx.workers, collate=pad_collate)
     with torch.inference_mode():
         for images, targets, _, n_skipped in loader:
             skipped += n_skipped
@@ -98,6 +102,10 @@ def measure(model: FCN, data, n_classes: int, ctx: RunContext) -> tuple[dict[str
                     s = F.interpolate(s, size=(mh, mw), mode="bilinear", align_corners=False)
                 pred = s[0].argmax(0).cpu().numpy()
                 hist += confusion_matrix(masks[j, :mh, :mw].numpy(), pred, n_classes)
+    if distributed.is_distributed():
+        both = distributed.all_reduce_sum(torch.from_numpy(
+            np.append(hist.ravel(), skipped)))
+        hist, skipped = both[:-1].numpy().reshape(hist.shape), int(both[-1])
     return segmentation_scores(hist), skipped
 
 
@@ -107,14 +115,15 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
     n_classes = len(train.classes) + 1
     model = FCN(trunk_copy(trunk, setting), n_classes)
     model = prepare(model, ctx.device)
+    sync_model(model)
     params = freeze_conv(model, frozen=setting == "fc6-8")
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
-    order = draw_order(len(train), iters * batch, ctx.seed)
-    torch.manual_seed(ctx.seed)
-    loader = make_loader(train, batch, sampler=order, workers=ctx.workers, seed=ctx.seed,
-                         collate=pad_collate)
+    order = my_part(draw_order(len(train), iters * batch, ctx.seed), batch)
+    torch.manual_seed(rank_seed(ctx.seed))
+    loader = make_loader(train, batch // distributed.world_size(), sampler=order,
+                         workers=ctx.workers, seed=rank_seed(ctx.seed), collate=pad_collate)
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-seg {setting}", total=iters, unit="it")
@@ -125,11 +134,14 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
         skipped += n_skipped
         it += 1
         progress.update(1)
+        loss = None
         if images is not None:
             scores = model(to_device(images, ctx.device), train_conv=setting == "all")
             loss = pixel_loss(model.upsample(scores, images.shape[2:]),
                               targets[0].to(ctx.device), cfg["loss"])
-            loss_sum += sgd_step(opt, loss, "voc-seg", setting, it, progress)
+        step = sgd_step(opt, loss, 0 if images is None else len(images), "voc-seg", setting,
+                        it, progress)
+        loss_sum += step or 0.0
         if it in eval_at:
             scores_at, skipped_test = measure(model, test, n_classes, ctx)
             history.append({"iteration": it, "loss": loss_sum / it, **scores_at})
@@ -137,11 +149,10 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
             model.train()
             model.features.eval()
     progress.close()
+    skipped = int(distributed.all_reduce_sum(torch.tensor([skipped]))[0])
     return {"history": history, "model": model, "skipped_train": skipped,
             "skipped_test": skipped_test,
             "classes": ["background", *train.classes]}
-
-
 
 
 def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunContext
@@ -162,7 +173,9 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
     train = subset(train, cfg["max_train"], QUICK_SUBSET_SEED)
     test = subset(test, cfg["max_test"], QUICK_SUBSET_SEED)
     out = []
-    for setting in settings:
+    rng = torch.get_rng_state()     # each setting draws its heads from the same state: a
+    for setting in settings:        # record does not depend on the settings run before it
+        torch.set_rng_state(rng)    # (and rank 0 under torchrun draws what one process does)
         res = train_and_measure(trunk, setting, train, test, cfg, ctx)
         hist = res["history"]
         best = max(hist, key=lambda h: h["miou"])

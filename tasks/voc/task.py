@@ -5,6 +5,7 @@ without torch; tasks/voc/common.py holds what their training shares."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from dcbench.data import get_dataset_spec
@@ -48,6 +49,17 @@ def resolve_config(task: str, ctx: RunContext, default_dataset: str,
     return cfg
 
 
+def check_split(task: str, key: str, batch: int) -> None:
+    """Under torchrun each rank takes batch / W images of every step (tasks/voc/sharding.py):
+    refuse, before any work, a global batch that does not split evenly over the W ranks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if batch % world:
+        raise DcbenchError(f"{task}: {key} {batch} does not split over {world} ranks (each "
+                           f"takes {key} / {world} images of every step); pass --set "
+                           f"{key}={max(world, batch // world * world)} (a multiple of {world}) "
+                           f"or run one process")
+
+
 class VOCTask(Task):
     """What the three VOC tasks share: they train a copy (the trunk must come back
     unchanged), their options are the recipe's keys (None: the dataset's recipe), and their
@@ -56,6 +68,8 @@ class VOCTask(Task):
     frozen = True
     recipes: dict[str, dict[str, Any]] = {}
     counts: tuple[str, ...] = ()        # options that must be at least 1
+    batch_key = "batch_size"            # the global batch, split over torchrun's ranks
+    shards = True                       # tasks/voc/sharding.py
 
     @classmethod
     def recipe_options(cls, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -66,6 +80,7 @@ class VOCTask(Task):
         cfg = resolve_config(self.name, ctx, self.options["dataset"], self.recipes,
                              self.counts)
         self.check_options(cfg)
+        check_split(self.name, self.batch_key, int(cfg[self.batch_key]))
         return cfg
 
     def check_options(self, cfg: dict[str, Any]) -> None:
