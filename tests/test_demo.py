@@ -99,3 +99,22 @@ def test_full_demo_plans_the_k_sweep_of_fig_2c_with_its_own_recipe(tmp_path: Pat
     assert sum(s.kind == "voc-cls" and s.label.endswith(f" k={K_SWEEP[0]}") for s in steps) == 1
     assert LONG["deepcluster"] == {"epochs": 5, "reassign": 3}      # the sweep's recipe
     assert not [s for s in plan("default", tmp_path, None) if "dc-k" in s.label]
+
+
+def test_full_demo_trains_and_probes_a_standard_recipe_supervised_baseline(tmp_path: Path):
+    from dcbench.demo import plan
+
+    steps = plan("full", tmp_path, None)
+    out = tmp_path / "runs" / "supervised-standard-fmnist"
+    train = [s for s in steps if s.kind == "supervised-standard"]
+    assert [s.label for s in train] == [f"pretrain supervised -> {out}"]
+    probes = [s.kind for s in steps if s.label.endswith("on supervised (standard recipe)")]
+    assert probes == ["linear-fmnist", "linear-fmnist-10", "linear-fmnist-100", "clustering",
+                      "knn"]
+    # the command printed beside its records says how it was trained
+    import inspect
+    closure = inspect.getclosurevars(train[0].run).nonlocals
+    assert closure["command"].endswith("--epochs 12 --lr-schedule cosine --wd 0.0005 "
+                                       "--no-sobel --resume")
+    assert closure["opts"]["sobel"] is False and closure["opts"]["lr_schedule"] == "cosine"
+    assert not [s for s in plan("default", tmp_path, None) if s.kind == "supervised-standard"]

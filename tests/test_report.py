@@ -326,6 +326,27 @@ def test_headroom_table_derives_the_gap_closed_per_column(tmp_path: Path) -> Non
     assert "conv3 78 %" in md and "conv5 60 %" in md
 
 
+def test_headroom_table_derives_one_gap_row_per_supervised_ceiling(tmp_path: Path) -> None:
+    """Two supervised checkpoints (the DeepCluster-recipe one at 90, a standard-recipe one at
+    95): DeepCluster 80 over Random 70 closes 50 % of the first gap and 40 % of the second,
+    each row naming its ceiling (with one row per method only, the rows vanished)."""
+    sup = {**DC, "path": "runs/sup/checkpoint.pth.tar", "sha256": "5" * 64,
+           "method": "supervised"}
+    std = {**DC, "path": "runs/sup-std/checkpoint.pth.tar", "sha256": "6" * 64,
+           "method": "supervised"}
+    rnd = {**RANDOM, "method": "random"}
+    write_records(tmp_path, [record("linear-fmnist-10", "conv3", "top1", v, ckpt,
+                                    dataset="fashion-mnist")
+                             for ckpt, v in ((DC, 80.0), (sup, 90.0), (std, 95.0),
+                                             (rnd, 70.0))])
+    build_report(tmp_path, runs=[])
+    frame = read_csv(tmp_path / "tables" / "table1_headroom.csv").set_index("method")
+    gaps = {i: frame.loc[i, "10/class conv3"] for i in frame.index if "gap" in i}
+    assert sorted(gaps.values()) == ["40", "50"]
+    assert [i for i, v in gaps.items() if v == "40"][0].endswith(
+        "(ceiling: supervised · runs/sup-std/checkpoint.pth.tar · 66666666)")
+
+
 def test_a_bit_identical_retraining_is_one_row_keyed_on_its_weights(tmp_path: Path) -> None:
     """Two checkpoint files of the same weights (the second run took another time, which the
     file records) hash differently; their records are one checkpoint in the report, the
