@@ -335,16 +335,23 @@ def test_headroom_table_derives_one_gap_row_per_supervised_ceiling(tmp_path: Pat
     std = {**DC, "path": "runs/sup-std/checkpoint.pth.tar", "sha256": "6" * 64,
            "method": "supervised"}
     rnd = {**RANDOM, "method": "random"}
-    write_records(tmp_path, [record("linear-fmnist-10", "conv3", "top1", v, ckpt,
-                                    dataset="fashion-mnist")
-                             for ckpt, v in ((DC, 80.0), (sup, 90.0), (std, 95.0),
-                                             (rnd, 70.0))])
+    sweep = {**DC, "path": "runs/dc-k30/checkpoint.pth.tar", "sha256": "7" * 64}
+    rows = [record("linear-fmnist-10", "conv3", "top1", v, ckpt, dataset="fashion-mnist")
+            for ckpt, v in ((DC, 80.0), (sup, 90.0), (std, 95.0), (rnd, 70.0))]
+    # a k-sweep DeepCluster checkpoint with the full-label probe only: the gap rows use the
+    # DeepCluster checkpoint measured on more columns (before: two DeepCluster rows, no row)
+    rows += [record("linear-fmnist", "conv3", "top1", v, ckpt, dataset="fashion-mnist")
+             for ckpt, v in ((DC, 90.0), (sweep, 99.0), (sup, 91.0), (std, 92.0),
+                             (rnd, 89.0))]
+    write_records(tmp_path, rows)
     build_report(tmp_path, runs=[])
     frame = read_csv(tmp_path / "tables" / "table1_headroom.csv").set_index("method")
     gaps = {i: frame.loc[i, "10/class conv3"] for i in frame.index if "gap" in i}
     assert sorted(gaps.values()) == ["40", "50"]
-    assert [i for i, v in gaps.items() if v == "40"][0].endswith(
-        "(ceiling: supervised · runs/sup-std/checkpoint.pth.tar · 66666666)")
+    forty = [i for i, v in gaps.items() if v == "40"][0]
+    assert "ceiling: supervised · runs/sup-std/checkpoint.pth.tar · 66666666" in forty
+    assert f"of deepcluster · {DC['path']}" in forty
+    assert frame.loc[forty, "all labels conv3"] == "33"        # (90 - 89) / (92 - 89)
 
 
 def test_a_bit_identical_retraining_is_one_row_keyed_on_its_weights(tmp_path: Path) -> None:

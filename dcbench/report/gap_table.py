@@ -39,24 +39,37 @@ def paper_ratios() -> str:
     return ", ".join(out)
 
 
+def most_measured(rows: list[MeasuredRow]) -> MeasuredRow | None:
+    """The one row measured on the most columns (the demo's DeepCluster run beside the k-sweep
+    checkpoints, which only have the full-label probe); None when that is not one row."""
+    if not rows:
+        return None
+    most = max(len(r.means) for r in rows)
+    best = [r for r in rows if len(r.means) == most]
+    return best[0] if len(best) == 1 else None
+
+
 def derived_rows(rows: list[MeasuredRow], columns: list[Column]) -> list[MeasuredRow]:
-    """The gap-closed rows, when the rows hold exactly one DeepCluster and one Random
-    checkpoint: one per supervised checkpoint (the DeepCluster-recipe baseline and the
-    standard-recipe one are different ceilings), named after it when there are several (a
-    row's label starts with its checkpoint's method: measured.checkpoint_label)."""
+    """The gap-closed rows of the DeepCluster and the Random checkpoint measured on the most
+    columns: one per supervised checkpoint (the DeepCluster-recipe baseline and the
+    standard-recipe one are different ceilings), naming the checkpoints used where a method
+    has several (a row's label starts with its method: measured.checkpoint_label)."""
     by_method: dict[str, list[MeasuredRow]] = {m: [] for m in METHODS}
     for row in rows:
         method = row.label.split(" · ", 1)[0]
         if method in by_method:
             by_method[method].append(row)
-    if len(by_method["deepcluster"]) != 1 or len(by_method["random"]) != 1:
+    picked = {m: most_measured(by_method[m]) for m in ("deepcluster", "random")}
+    dc, rnd = picked["deepcluster"], picked["random"]
+    if dc is None or rnd is None:
         return []
-    dc, rnd = by_method["deepcluster"][0], by_method["random"][0]
     out = []
     for sup in by_method["supervised"]:
         label = "DeepCluster: % of the gap from Random to supervised closed"
-        if len(by_method["supervised"]) > 1:
-            label += f" (ceiling: {sup.label})"
+        named = ([f"ceiling: {sup.label}"] if len(by_method["supervised"]) > 1 else []) + \
+            ([f"of {dc.label}"] if len(by_method["deepcluster"]) > 1 else [])
+        if named:
+            label += f" ({'; '.join(named)})"
         row = MeasuredRow(label=label, ckpt="")
         for col in columns:
             if all(col.label in r.means for r in (dc, sup, rnd)):
