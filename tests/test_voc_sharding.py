@@ -73,7 +73,8 @@ distributed.init()
 torch.manual_seed(distributed.rank())       # a different draw per rank: sync_model fixes it
 model = torch.nn.Linear(5, 3)
 sync_model(model)
-opt = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.9, weight_decay=0.01)
+unused = torch.nn.Parameter(torch.ones(3))    # in the optimizer, never in the loss
+opt = torch.optim.SGD([*model.parameters(), unused], lr=0.5, momentum=0.9, weight_decay=0.01)
 g = torch.Generator().manual_seed(0)
 x, y = torch.randn(4, 5, generator=g), torch.randint(0, 3, (4,), generator=g)
 case = sys.argv[2]
@@ -85,7 +86,8 @@ for it in range(3):
     loss = F.cross_entropy(model(x[mine]), y[mine]) if mine else None
     losses.append(sgd_step(opt, loss, len(mine), "t", "s", it, Quiet(),
                            clip=(list(model.parameters()), 0.2)))
-states = distributed.all_gather_object({k: v.clone() for k, v in model.state_dict().items()})
+states = distributed.all_gather_object({**{k: v.clone() for k, v in model.state_dict().items()},
+                                       "unused": unused.detach().clone()})
 if distributed.is_main():
     torch.save({"losses": losses, "states": states}, sys.argv[1])
 """
@@ -95,9 +97,11 @@ if distributed.is_main():
 @pytest.mark.parametrize("case", ["uneven", "empty"])
 def test_a_step_on_two_ranks_is_the_step_on_the_global_batch(case: str, tmp_path: Path):
     """Rank 0 reads 3 images and rank 1 reads 1 (or none): the weights after three clipped
-    momentum steps equal one process's on the 4 (or 3) images, on both ranks. Fails without
-    the gradient reduction, with an unweighted mean of the ranks' losses, without sync_model,
-    or when a rank without images skips the collective."""
+    momentum steps equal one process's on the 4 (or 3) images, on both ranks, and a parameter
+    no loss uses is left alone (no weight decay) as in one process. Fails without the
+    gradient reduction, with an unweighted mean of the ranks' losses, without sync_model, when
+    a rank without images skips the collective, or when an unused parameter gets a zero
+    gradient."""
     script = tmp_path / "step.py"
     script.write_text(STEP_SCRIPT)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -113,3 +117,4 @@ def test_a_step_on_two_ranks_is_the_step_on_the_global_batch(case: str, tmp_path
     for state in b["states"]:                       # both ranks hold the single-process weights
         for key, value in a["states"][0].items():
             assert torch.allclose(state[key], value, atol=1e-6), (case, key)
+    assert torch.equal(a["states"][0]["unused"], torch.ones(3))

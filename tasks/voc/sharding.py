@@ -77,10 +77,14 @@ def reduced_step(opt: torch.optim.Optimizer, loss: torch.Tensor | None, n: int, 
         (loss * (n / total)).backward()      # this rank's share of the global mean
     params = [p for g in opt.param_groups for p in g["params"]]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = distributed.all_reduce_sum(torch.cat([g.reshape(-1) for g in grads]))
-    offset = 0
-    for p, g in zip(params, grads):
-        p.grad = flat[offset:offset + g.numel()].view_as(p).to(p.dtype)
+    flat = distributed.all_reduce_sum(torch.cat(
+        [torch.tensor([float(p.grad is not None) for p in params], device=params[0].device),
+         *(g.reshape(-1).float() for g in grads)]))
+    used, offset = flat[:len(params)], len(params)
+    for i, (p, g) in enumerate(zip(params, grads)):
+        # a parameter no rank used keeps grad None: SGD skips it (no decay, no momentum), as
+        # in one process
+        p.grad = flat[offset:offset + g.numel()].view_as(p).to(p.dtype) if used[i] else None
         offset += g.numel()
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(*clip)
