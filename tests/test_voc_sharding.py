@@ -31,6 +31,21 @@ def test_the_ranks_parts_of_each_global_batch_are_disjoint_and_make_it_up(monkey
             sorted(order[4 * b:4 * b + 4])
 
 
+def test_test_rows_are_whole_batches_of_one_process_dealt_to_the_ranks(monkeypatch):
+    """Batches of 3 over 10 images: rank 0 measures batches [0-2] and [6-8], rank 1 [3-5] and
+    [9]: every batch is the one a single process pads and scores (striding the images would
+    pad [0, 2, 4] together and change the scores of padded batches: detection did)."""
+    from dcbench.tasks.voc.sharding import my_test_rows
+
+    assert my_test_rows(10, 3) is None
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    rows = []
+    for rank in (0, 1):
+        monkeypatch.setenv("RANK", str(rank))
+        rows.append(my_test_rows(10, 3))
+    assert rows == [[0, 1, 2, 6, 7, 8], [3, 4, 5, 9]]
+
+
 def test_rank_seeds_leave_one_process_unchanged_and_differ_per_rank(monkeypatch):
     from dcbench.tasks.voc.sharding import rank_seed
 

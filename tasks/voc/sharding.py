@@ -1,5 +1,5 @@
-"""How a VOC task splits its work over torchrun's ranks (a single process never gets here:
-every function is the identity there, so one process needs no torch.distributed).
+"""How a VOC task splits its work over torchrun's ranks (in one process every function here
+is the identity and reduced_step is not called: one process needs no torch.distributed).
 
 Training: the global batch keeps its size; each of W ranks takes every W-th image of each
 global batch (`my_part`), and one step averages the ranks' gradients weighted by the images
