@@ -53,20 +53,14 @@ def curve(hits: np.ndarray, npos: int) -> tuple[np.ndarray, np.ndarray]:
     return tp / npos, tp / np.arange(1, len(hits) + 1)
 
 
+@pytest.mark.parametrize(("use_07", "brute"), [(False, brute_area_ap), (True, brute_11pt_ap)],
+                         ids=["area rule", "11-point rule"])
 @FEW
-@given(ranked_hits())
-def test_voc_ap_area_rule_matches_brute_force(data):
+@given(data=ranked_hits())
+def test_voc_ap_rule_matches_brute_force(use_07, brute, data):
     hits, npos = data
-    assert voc.voc_ap(*curve(hits, npos), use_07=False) == pytest.approx(
-        brute_area_ap(hits, npos), abs=1e-12)
-
-
-@FEW
-@given(ranked_hits())
-def test_voc_ap_11_point_rule_matches_brute_force(data):
-    hits, npos = data
-    assert voc.voc_ap(*curve(hits, npos), use_07=True) == pytest.approx(
-        brute_11pt_ap(hits, npos), abs=1e-12)
+    assert voc.voc_ap(*curve(hits, npos), use_07=use_07) == pytest.approx(
+        brute(hits, npos), abs=1e-12)
 
 
 def test_the_two_ap_rules_on_a_hand_case():

@@ -21,6 +21,7 @@ from ..registry import Measurement, RunContext
 from .common import (
     crop_transform,
     freeze_conv,
+    from_one_rng_state,
     pct,
     reset_fc_and_head,
     sgd_step,
@@ -28,7 +29,7 @@ from .common import (
     trunk_copy,
 )
 from .metrics import classification_ap, mean_ap
-from .sharding import my_part, my_test_rows, rank_seed, sync_model
+from .sharding import my_test_rows, rank_seed, summed_count, sync_model, train_loader
 
 TEST_BATCH = 128
 
@@ -93,10 +94,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
-    order = my_part(draw_order(len(train), iters * batch, ctx.seed), batch)
-    torch.manual_seed(rank_seed(ctx.seed))
-    loader = make_loader(train, batch // distributed.world_size(), sampler=order,
-                         workers=ctx.workers, seed=rank_seed(ctx.seed))
+    loader = train_loader(train, draw_order(len(train), iters * batch, ctx.seed), batch, ctx)
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     labels_test = test.labels
     history: list[dict[str, Any]] = []
@@ -123,7 +121,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
             progress.set_postfix(mAP=f"{history[-1]['mAP']:.1f}")
             train_mode(model)
     progress.close()
-    skipped = int(distributed.all_reduce_sum(torch.tensor([skipped]))[0])
+    skipped = summed_count(skipped)
     return {"history": history, "model": model, "skipped_train": skipped,
             "skipped_test": int((~seen).sum()), "classes": list(train.classes)}
 
@@ -150,9 +148,7 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
     train = _subset(train, cfg["max_train"])
     test = _subset(test, cfg["max_test"])
     out = []
-    rng = torch.get_rng_state()     # each setting draws its heads from the same state: a
-    for setting in settings:        # record does not depend on the settings run before it
-        torch.set_rng_state(rng)    # (and rank 0 under torchrun draws what one process does)
+    for setting in from_one_rng_state(settings):
         res = train_and_test(trunk, setting, train, test, cfg, ctx)
         hist = res["history"]
         best = max(hist, key=lambda h: h["mAP"])

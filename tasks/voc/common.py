@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -148,6 +149,16 @@ def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor | None, n: int, task
         torch.nn.utils.clip_grad_norm_(*clip)
     opt.step()
     return float(loss.detach())
+
+
+def from_one_rng_state(settings: list[str]) -> Iterator[str]:
+    """The settings, each entered from the random state the first one started from: each
+    draws its heads from it, so a record does not depend on the settings run before it (and
+    rank 0 under torchrun draws what one process does)."""
+    state = torch.get_rng_state()
+    for setting in settings:
+        torch.set_rng_state(state)
+        yield setting
 
 
 def pct(v: float) -> float | None:

@@ -22,11 +22,11 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext
 from .cls_train import draw_order
-from .common import pct, sgd_step, trunk_copy
+from .common import from_one_rng_state, pct, sgd_step, trunk_copy
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
-from .sharding import my_part, my_test_rows, rank_seed, sync_model
+from .sharding import my_test_rows, summed_count, sync_model, train_loader
 from .task import EMBEDDED
 
 TEST_BATCH = 8
@@ -114,12 +114,8 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
     if not usable:
         raise DcbenchError(f"{cfg['dataset']} {cfg['train_split']}: no image has a "
                            f"non-difficult object to train on")
-    order = my_part([usable[k] for k in draw_order(len(usable), iters * batch, ctx.seed)],
-                    batch)
-    torch.manual_seed(rank_seed(ctx.seed))
-    loader = make_loader(train, batch // distributed.world_size(), sampler=order,
-                         workers=ctx.workers, seed=rank_seed(ctx.seed),
-                         collate=detection_collate)
+    order = [usable[k] for k in draw_order(len(usable), iters * batch, ctx.seed)]
+    loader = train_loader(train, order, batch, ctx, collate=detection_collate)
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-det {setting}", total=iters, unit="it")
@@ -152,7 +148,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
             model.train()
             model.features.eval()
     progress.close()
-    skipped = int(distributed.all_reduce_sum(torch.tensor([skipped]))[0])
+    skipped = summed_count(skipped)
     return {"history": history, "model": model, "skipped_train": skipped,
             "skipped_test": skipped_test, "n_train_usable": len(usable)}
 
@@ -199,9 +195,7 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
             spec.mean, spec.std, train)
     use_07 = ds in EMBEDDED or ds == "voc2007"
     out = []
-    rng = torch.get_rng_state()     # each setting draws its heads from the same state: a
-    for setting in settings:        # record does not depend on the settings run before it
-        torch.set_rng_state(rng)    # (and rank 0 under torchrun draws what one process does)
+    for setting in from_one_rng_state(settings):
         res = train_and_test(trunk, setting, inputs["train"], inputs["test"], cfg, ctx,
                              use_07)
         hist = res["history"]

@@ -21,10 +21,10 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext
 from .cls_train import draw_order
-from .common import freeze_conv, pad_stack, pct, sgd_step, trunk_copy
+from .common import freeze_conv, from_one_rng_state, pad_stack, pct, sgd_step, trunk_copy
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
-from .sharding import my_part, my_test_rows, rank_seed, sync_model
+from .sharding import my_test_rows, summed_count, sync_model, train_loader
 
 TEST_BATCH = 16
 
@@ -120,10 +120,8 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
-    order = my_part(draw_order(len(train), iters * batch, ctx.seed), batch)
-    torch.manual_seed(rank_seed(ctx.seed))
-    loader = make_loader(train, batch // distributed.world_size(), sampler=order,
-                         workers=ctx.workers, seed=rank_seed(ctx.seed), collate=pad_collate)
+    loader = train_loader(train, draw_order(len(train), iters * batch, ctx.seed), batch, ctx,
+                          collate=pad_collate)
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-seg {setting}", total=iters, unit="it")
@@ -149,7 +147,7 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
             model.train()
             model.features.eval()
     progress.close()
-    skipped = int(distributed.all_reduce_sum(torch.tensor([skipped]))[0])
+    skipped = summed_count(skipped)
     return {"history": history, "model": model, "skipped_train": skipped,
             "skipped_test": skipped_test,
             "classes": ["background", *train.classes]}
@@ -173,9 +171,7 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
     train = subset(train, cfg["max_train"], QUICK_SUBSET_SEED)
     test = subset(test, cfg["max_test"], QUICK_SUBSET_SEED)
     out = []
-    rng = torch.get_rng_state()     # each setting draws its heads from the same state: a
-    for setting in settings:        # record does not depend on the settings run before it
-        torch.set_rng_state(rng)    # (and rank 0 under torchrun draws what one process does)
+    for setting in from_one_rng_state(settings):
         res = train_and_measure(trunk, setting, train, test, cfg, ctx)
         hist = res["history"]
         best = max(hist, key=lambda h: h["miou"])

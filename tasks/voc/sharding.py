@@ -14,7 +14,10 @@ import torch
 from torch import nn
 
 from dcbench import distributed
+from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
+
+from ..registry import RunContext
 
 
 def rank_seed(seed: int) -> int:
@@ -30,6 +33,19 @@ def my_part(order: list[int], batch: int) -> list[int]:
         return order
     return [i for b in range(0, len(order), batch) for i in order[b:b + batch][
         distributed.rank()::world]]
+
+
+def train_loader(data, order: list[int], batch: int, ctx: RunContext, collate=None):
+    """This rank's loader over the global batches of `order` (batch // W images of each),
+    its crops and dropout seeded from rank_seed(ctx.seed)."""
+    torch.manual_seed(rank_seed(ctx.seed))
+    return make_loader(data, batch // distributed.world_size(), sampler=my_part(order, batch),
+                       workers=ctx.workers, seed=rank_seed(ctx.seed), collate=collate)
+
+
+def summed_count(count: int) -> int:
+    """A count summed over the ranks (unchanged in one process)."""
+    return int(distributed.all_reduce_sum(torch.tensor([count]))[0])
 
 
 def my_test_rows(n: int, batch: int) -> list[int] | None:
