@@ -68,6 +68,10 @@ def cli(debug: bool) -> None:
 @click.option("--empty-clusters", type=click.Choice(["paper", "released"]), default=None,
               help="empty k-means clusters: the paper's rule (points moved) or the released "
               "code's (faiss's split) [default: released; paper on 32 px data]")
+@click.option("--seed-streams", type=click.Choice(["independent", "shared"]), default=None,
+              help="independent seeds per epoch for the PCA sample, k-means, sampler, head "
+              "and augmentation, or one shared epoch seed [default: independent; shared on 32 "
+              "px data]")
 @click.option("--reassign", type=float, default=1.0, show_default=True,
               help="dataset passes between two clusterings")
 @click.option("--min-scale", type=float, default=None,

@@ -129,16 +129,16 @@ def test_the_next_epoch_clusters_again(stopped_after_assignment_2: Path,
     out = stopped_after_assignment_2
     altered = another_partition()
     np.save(out / "assignments/epoch_0002.npy", altered.astype(np.int32))
-    seeds: list[int] = []
+    seeds: list[dict[str, int]] = []
     real_assign = cluster_pass.assign
 
     def spy_assign(trunk, dataset, cfg, seed, device):
-        seeds.append(seed)
+        seeds.append(seed)       # the embedded recipe's shared streams: one epoch seed
         return real_assign(trunk, dataset, cfg, seed, device)
 
     monkeypatch.setattr(cluster_pass, "assign", spy_assign)
     run_pretraining(opts(out, 3, resume=True))
-    assert seeds == [31 * 100_003 + 3]                  # only epoch 3, with its epoch seed
+    assert [s["kmeans"] for s in seeds] == [31 * 100_003 + 3]   # only epoch 3, its seed
     rows = log_rows(out)
     third = np.load(out / "assignments/epoch_0003.npy").astype(np.int64)
     assert rows[1]["assignment_sha256"] == digest16(altered)

@@ -89,7 +89,7 @@ def test_quick_demo_in_a_fresh_clone_runs_end_to_end_and_resumes(tmp_path: Path)
 
 
 def test_full_demo_plans_the_k_sweep_of_fig_2c_with_its_own_recipe(tmp_path: Path):
-    from dcbench.demo import K_SWEEP, LONG, plan
+    from dcbench.demo import K_SWEEP, plan
 
     steps = plan("full", tmp_path, None)
     sweep = [s for s in steps if "/dc-k" in s.label]
@@ -97,7 +97,12 @@ def test_full_demo_plans_the_k_sweep_of_fig_2c_with_its_own_recipe(tmp_path: Pat
         f"pretrain deepcluster -> {tmp_path / 'runs' / f'dc-k{k}'}" for k in K_SWEEP]
     # each checkpoint is scored by voc-cls FC6-8 and the linear probe
     assert sum(s.kind == "voc-cls" and s.label.endswith(f" k={K_SWEEP[0]}") for s in steps) == 1
-    assert LONG["deepcluster"] == {"epochs": 5, "reassign": 3}      # the sweep's recipe
+    # the sweep keeps its 5 x 3 recipe (shared seed) while --full's own DeepCluster run is the
+    # long Fig. 2 (a) one with independent seed streams
+    dc = [s.command for s in steps if s.kind == "deepcluster"]
+    assert dc[0].endswith("--epochs 10 --reassign 3 --seed-streams independent --resume")
+    assert all(c.endswith(f"--epochs 5 --reassign 3 --k {k} --resume")
+               for c, k in zip(dc[1:], K_SWEEP, strict=True))
     assert not [s for s in plan("default", tmp_path, None) if "dc-k" in s.label]
 
 

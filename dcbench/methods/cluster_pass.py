@@ -100,12 +100,14 @@ def cluster(x: np.ndarray, algorithm: str, k: int, seed: int, niter: int,
     raise ValueError(f"unknown clustering '{algorithm}'")
 
 
-def assign(trunk: Trunk, dataset: Dataset, cfg: dict[str, Any], seed: int,
+def assign(trunk: Trunk, dataset: Dataset, cfg: dict[str, Any], seeds: dict[str, int],
            device: torch.device) -> tuple[np.ndarray, dict[str, Any]]:
-    """The assignment of every image (-1 = unreadable) and the statistics for the log."""
+    """The assignment of every image (-1 = unreadable) and the statistics for the log;
+    `seeds` (session.stream_seeds) gives the PCA sample's and the k-means' seeds."""
     indices, x, seconds = reduced_features(
         trunk, dataset, pca_dim=cfg["pca_dim"], pca_sample=cfg["pca_sample"],
-        batch_size=cfg["batch_size"], workers=cfg["workers"], seed=seed, device=device)
+        batch_size=cfg["batch_size"], workers=cfg["workers"], seed=seeds["pca_sample"],
+        device=device)
     if len(indices) < cfg["k"]:
         raise DcbenchError(f"only {len(indices)} of {len(dataset)} images could be read, fewer "
                            f"than k = {cfg['k']} clusters; fix the unreadable files (dcbench "
@@ -117,7 +119,8 @@ def assign(trunk: Trunk, dataset: Dataset, cfg: dict[str, Any], seed: int,
     stats: dict[str, Any] = {}
     if dist.is_main():
         t0 = time.time()
-        labels, reseeded = cluster(x, cfg["clustering"], cfg["k"], seed, cfg["kmeans_iters"],
+        labels, reseeded = cluster(x, cfg["clustering"], cfg["k"], seeds["kmeans"],
+                                   cfg["kmeans_iters"],
                                    cfg.get("empty_clusters", "paper"))
         assignment[indices] = labels
         seconds["cluster"] = time.time() - t0

@@ -31,7 +31,7 @@ from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.faults import fault_point
 from dcbench.methods import cluster_pass
-from dcbench.methods.session import Session, epoch_seed
+from dcbench.methods.session import Session, stream_seeds
 from dcbench.methods.train_epoch import train_epoch
 from dcbench.progress import say
 
@@ -51,8 +51,8 @@ def clustering_step(s: Session, epoch: int) -> tuple[np.ndarray, dict[str, Any]]
         why = ("it was computed from another model state" if resumed_here
                else "it was not written by this run")
         say(f"epoch {epoch}: ignoring {s.run.assignment_path(epoch)}: {why}; re-clustering")
-    assignment, stats = cluster_pass.assign(s.model, s.cluster_set, s.cfg,
-                                            epoch_seed(s.cfg["seed"], epoch), s.device)
+    seeds = stream_seeds(s.cfg["seed"], epoch, s.cfg.get("seed_streams", "shared"))
+    assignment, stats = cluster_pass.assign(s.model, s.cluster_set, s.cfg, seeds, s.device)
     stats["model_sha256"] = digest
     if dist.is_main():
         s.run.save_assignment(epoch, assignment, stats)
@@ -100,19 +100,20 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
     remap[clusters] = np.arange(len(clusters))
     pseudo = torch.from_numpy(np.where(assignment >= 0, remap[np.maximum(assignment, 0)], -1))
 
-    seed = epoch_seed(cfg["seed"], epoch)
-    torch.manual_seed(seed)                       # the same head on every rank
+    seeds = stream_seeds(cfg["seed"], epoch, cfg.get("seed_streams", "shared"))
+    torch.manual_seed(seeds["head"])              # the same head on every rank
     s.model.set_top_layer(len(clusters))
     head_opt = torch.optim.SGD(s.model.top_layer.parameters(), lr=cfg["lr"],
                                weight_decay=cfg["wd"])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seeds["sampler"])
     n_draw = int(cfg["reassign"] * int((assignment >= 0).sum()))
     order = SAMPLERS[cfg["sampler"]](assignment, n_draw, rng)
     w = dist.world_size()
     mine = order[: len(order) // w * w][dist.rank()::w]
-    torch.manual_seed(seed * 1009 + dist.rank())  # dropout / augmentation differ per rank
+    augment = seeds["augment"] * 1009 + dist.rank()
+    torch.manual_seed(augment)                    # dropout / augmentation differ per rank
     loader = make_loader(s.train_set, max(1, cfg["batch_size"] // w), sampler=mine.tolist(),
-                         workers=cfg["workers"], seed=seed * 1009 + dist.rank())
+                         workers=cfg["workers"], seed=augment)
     net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
                                    else None) if dist.is_distributed() else s.model)
     lr = s.set_epoch_lr(epoch)

@@ -70,7 +70,8 @@ DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
                     ("--min-scale", "min_scale", None), ("--clustering", "clustering", "kmeans"),
                     ("--sampler", "sampler", "uniform"), ("--reassign", "reassign", 1.0),
                     ("--no-sobel", "sobel", True), ("--save-every", "save_every", 0),
-                    ("--empty-clusters", "empty_clusters", None)]
+                    ("--empty-clusters", "empty_clusters", None),
+                    ("--seed-streams", "seed_streams", None)]
 
 
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:

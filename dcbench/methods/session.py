@@ -16,15 +16,34 @@ from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
 from dcbench.faults import fault_point
-from dcbench.methods.config import epoch_lr
+from dcbench.methods.config import SEED_STREAMS, epoch_lr
 from dcbench.methods.run_dir import RunDir
 from dcbench.models import Trunk, build_model
 from dcbench.progress import say
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
-    """The seed of everything random in one epoch: resuming at an epoch replays it exactly."""
+    """The one seed of an epoch in runs with shared streams: resuming replays it exactly."""
     return seed * 100_003 + epoch
+
+
+# Each source of randomness in an epoch (`augment` also seeds dropout and the loader workers).
+STREAMS = ("pca_sample", "kmeans", "head", "sampler", "augment")
+
+
+def stream_seeds(seed: int, epoch: int, mode: str) -> dict[str, int]:
+    """One seed per stream of `epoch`. 'independent': children of SeedSequence([seed, epoch]),
+    so no stream's draws depend on another's (the PCA sample, the k-means init, the sampler
+    and the head each get their own); 'shared': epoch_seed for every stream, as runs made
+    before the streams existed (and the embedded recipe's showcase runs) used."""
+    if mode == "shared":
+        return dict.fromkeys(STREAMS, epoch_seed(seed, epoch))
+    if mode != "independent":
+        raise DcbenchError(f"unknown seed_streams '{mode}'; choose one of: "
+                           f"{', '.join(SEED_STREAMS)}")
+    children = np.random.SeedSequence([seed, epoch]).spawn(len(STREAMS))
+    return {name: int(child.generate_state(1, np.uint32)[0])
+            for name, child in zip(STREAMS, children)}
 
 
 @dataclass

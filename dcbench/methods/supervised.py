@@ -12,20 +12,21 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dcbench import distributed as dist
 from dcbench.data import make_loader
-from dcbench.methods.session import Session, epoch_seed
+from dcbench.methods.session import Session, stream_seeds
 from dcbench.methods.train_epoch import train_epoch
 
 
 def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
     cfg = s.cfg
     t0 = time.time()
-    seed = epoch_seed(cfg["seed"], epoch)
-    order = np.random.default_rng(seed).permutation(len(s.train_set))
+    seeds = stream_seeds(cfg["seed"], epoch, cfg.get("seed_streams", "shared"))
+    order = np.random.default_rng(seeds["sampler"]).permutation(len(s.train_set))
     w = dist.world_size()
     mine = order[: len(order) // w * w][dist.rank()::w]
-    torch.manual_seed(seed * 1009 + dist.rank())
+    augment = seeds["augment"] * 1009 + dist.rank()
+    torch.manual_seed(augment)
     loader = make_loader(s.train_set, max(1, cfg["batch_size"] // w), sampler=mine.tolist(),
-                         workers=cfg["workers"], seed=seed * 1009 + dist.rank())
+                         workers=cfg["workers"], seed=augment)
     net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
                                    else None) if dist.is_distributed() else s.model)
     lr = s.set_epoch_lr(epoch)
