@@ -187,6 +187,7 @@ ROWS = [
     Row(f"{PRE} --lr 0", r"--lr 0.0 is out of range: expected a number in \(0, inf\)"),
     Row(f"{PRE} --lr inf", r"--lr inf: expected a finite number"),
     Row(f"{PRE} --lr-schedule step", r"'step' is not one of 'constant', 'cosine'"),
+    Row(f"{PRE} --seed-streams one", r"'one' is not one of 'independent', 'shared'"),
     Row(f"{PRE} --epochs 0", r"--epochs 0 is out of range"),
     Row(f"{PRE} --batch-size 0", r"--batch-size 0 is out of range"),
     Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small'"),
@@ -205,6 +206,8 @@ ROWS = [
         r"--set eta=2 is out of range: expected a number in \(0, 1\]"),
     Row("pretrain --method jule --data digits --out {ws}/new_run --k 10",
         r"--k is DeepCluster's"),
+    Row("pretrain --method jule --data digits --out {ws}/new_run --seed-streams shared",
+        r"--seed-streams is DeepCluster's"),
     # --- data -----------------------------------------------------------------------------------
     Row("data validate fashion-mnist --root {ws}/fm_cut",
         r"train-images-idx3-ubyte.gz is truncated or corrupt"),
