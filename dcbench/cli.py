@@ -20,7 +20,8 @@ def _command_line() -> str:
     return "dcbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-ARCHS = ("alexnet", "vgg16", "alexnet-small")    # dcbench.models.MODELS (a test keeps them equal)
+# dcbench.models.MODELS without JULE's nets (a test keeps them equal)
+ARCHS = ("alexnet", "vgg16", "alexnet-small", "alexnet-small-wide")
 METHODS = ("deepcluster", "supervised", "jule")
 
 

@@ -190,7 +190,8 @@ ROWS = [
     Row(f"{PRE} --seed-streams one", r"'one' is not one of 'independent', 'shared'"),
     Row(f"{PRE} --epochs 0", r"--epochs 0 is out of range"),
     Row(f"{PRE} --batch-size 0", r"--batch-size 0 is out of range"),
-    Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small'"),
+    Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small', "
+        r"'alexnet-small-wide'"),
     Row(f"{PRE} --method simclr", r"'simclr' is not one of 'deepcluster', 'supervised', 'jule'"),
     Row(f"{PRE} --set eta=0.5", r"--set is for JULE's options"),
     Row(f"{PRE} --root {{ws}}/nosuch", r"--root .*nosuch is not a folder"),

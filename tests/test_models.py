@@ -20,6 +20,9 @@ TAP_SHAPES = {
     "alexnet-small": {"conv1": (48, 32, 32), "conv2": (96, 16, 16), "conv3": (160, 8, 8),
                       "conv4": (160, 8, 8), "conv5": (96, 8, 8), "fc6_pre": (512,),
                       "fc6": (512,), "fc7_pre": (512,), "fc7": (512,)},
+    "alexnet-small-wide": {"conv1": (96, 32, 32), "conv2": (192, 16, 16), "conv3": (320, 8, 8),
+                           "conv4": (320, 8, 8), "conv5": (192, 8, 8), "fc6_pre": (1024,),
+                           "fc6": (1024,), "fc7_pre": (1024,), "fc7": (1024,)},
     "vgg16": {"conv1": (64, 224, 224), "conv2": (128, 112, 112), "conv3": (256, 56, 56),
               "conv4": (512, 28, 28), "conv5": (512, 14, 14), "fc6_pre": (4096,),
               "fc6": (4096,), "fc7_pre": (4096,), "fc7": (4096,)},
@@ -29,8 +32,8 @@ TAP_SHAPES = {
     "jule-128": {"conv1": (50, 124, 124), "conv2": (50, 58, 58), "conv3": (50, 25, 25),
                  "conv4": (50, 9, 9), "embed": (160,)},
 }
-BATCH = {"alexnet": 2, "alexnet-small": 2, "vgg16": 1, "jule-16": 2, "jule-28": 2,
-         "jule-32": 2, "jule-128": 2}
+BATCH = {"alexnet": 2, "alexnet-small": 2, "alexnet-small-wide": 2, "vgg16": 1, "jule-16": 2,
+         "jule-28": 2, "jule-32": 2, "jule-128": 2}
 # the flat layer of JULE's released nets (REFERENCE.md / PROTOCOLS.md): MNIST, USPS, COIL; a
 # floor-mode pool would give COIL 800, a pool after MNIST's second conv 800
 JULE_FLAT = {"jule-28": 3200, "jule-16": 1800, "jule-128": 1250, "jule-32": 5000}

@@ -6,7 +6,7 @@ import torch
 
 from dcbench.errors import DcbenchError
 from dcbench.models.alexnet import AlexNet
-from dcbench.models.alexnet_small import AlexNetSmall
+from dcbench.models.alexnet_small import AlexNetSmall, AlexNetSmallWide
 from dcbench.models.jule_net import JULE_NETS, JuleNet32
 from dcbench.models.trunk import Trunk
 from dcbench.models.vgg16 import VGG16
@@ -14,6 +14,7 @@ from dcbench.models.vgg16 import VGG16
 MODELS: dict[str, type[Trunk]] = {
     "alexnet": AlexNet,
     "alexnet-small": AlexNetSmall,
+    "alexnet-small-wide": AlexNetSmallWide,
     "vgg16": VGG16,
     **JULE_NETS,
 }
@@ -35,4 +36,5 @@ def build_model(arch: str, sobel: bool = True, k: int | None = None,
     return model
 
 
-__all__ = ["MODELS", "Trunk", "build_model", "AlexNet", "AlexNetSmall", "JuleNet32", "VGG16"]
+__all__ = ["MODELS", "Trunk", "build_model", "AlexNet", "AlexNetSmall", "AlexNetSmallWide",
+           "JuleNet32", "VGG16"]

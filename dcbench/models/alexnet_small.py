@@ -17,22 +17,34 @@ from dcbench.models.trunk import Trunk, conv_bn_relu
 class AlexNetSmall(Trunk):
     ARCH = "alexnet-small"
     INPUT_SIZE = 32
-    FLAT_DIM = 96 * 4 * 4
+    WIDTHS = (48, 96, 160, 160, 96)          # conv1..conv5 channels
+    FLAT_DIM = WIDTHS[4] * 4 * 4
     FC_DIM = 512
     CONV_TAPS = {"conv1": 2, "conv2": 6, "conv3": 10, "conv4": 13, "conv5": 16}
     FC_TAPS = {"fc6_pre": 1, "fc6": 2, "fc7_pre": 4, "fc7": 5}
 
     def __init__(self, sobel: bool = True) -> None:
         super().__init__(sobel)
+        c1, c2, c3, c4, c5 = self.WIDTHS
         self.features = nn.Sequential(
-            *conv_bn_relu(self.in_channels, 48, 5, 1, 2), nn.MaxPool2d(2, 2),
-            *conv_bn_relu(48, 96, 3, 1, 1), nn.MaxPool2d(2, 2),
-            *conv_bn_relu(96, 160, 3, 1, 1),
-            *conv_bn_relu(160, 160, 3, 1, 1),
-            *conv_bn_relu(160, 96, 3, 1, 1), nn.MaxPool2d(2, 2),
+            *conv_bn_relu(self.in_channels, c1, 5, 1, 2), nn.MaxPool2d(2, 2),
+            *conv_bn_relu(c1, c2, 3, 1, 1), nn.MaxPool2d(2, 2),
+            *conv_bn_relu(c2, c3, 3, 1, 1),
+            *conv_bn_relu(c3, c4, 3, 1, 1),
+            *conv_bn_relu(c4, c5, 3, 1, 1), nn.MaxPool2d(2, 2),
         )
         self.classifier = nn.Sequential(
             nn.Dropout(0.5), nn.Linear(self.FLAT_DIM, self.FC_DIM), nn.ReLU(),
             nn.Dropout(0.5), nn.Linear(self.FC_DIM, self.FC_DIM), nn.ReLU(),
         )
         self.init_weights()
+
+
+class AlexNetSmallWide(AlexNetSmall):
+    """alexnet-small at twice the width of every layer (4x the conv cost): the trunk-width
+    lever of the fidelity sweep (README), for 32 px data."""
+
+    ARCH = "alexnet-small-wide"
+    WIDTHS = (96, 192, 320, 320, 192)
+    FLAT_DIM = WIDTHS[4] * 4 * 4
+    FC_DIM = 1024

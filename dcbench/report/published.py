@@ -205,7 +205,8 @@ DATASET_LABELS = {
     "ytf": "YTF", "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "stl10": "STL-10",
     "stl-10": "STL-10", "cifar100-20": "CIFAR-100-20", "cifar-100-20": "CIFAR-100-20",
 }
-ARCH_LABELS = {"alexnet": "AlexNet", "vgg16": "VGG-16", "alexnet-small": "AlexNet (small)"}
+ARCH_LABELS = {"alexnet": "AlexNet", "vgg16": "VGG-16", "alexnet-small": "AlexNet (small)",
+               "alexnet-small-wide": "AlexNet (small, 2x wide)"}
 
 
 def dataset_label(name: object) -> str:

@@ -34,9 +34,9 @@ from .fcn import conv5_shape
 
 # The layers Fast R-CNN keeps frozen even when fine-tuning "all" (its prototxts set lr 0 on
 # conv1 for AlexNet, conv1_1-conv2_2 for VGG16), as indices into `Trunk.features`.
-FROZEN_IN_ALL = {"alexnet": 3, "alexnet-small": 3, "vgg16": 14}
+FROZEN_IN_ALL = {"alexnet": 3, "alexnet-small": 3, "alexnet-small-wide": 3, "vgg16": 14}
 # Input pixels per conv5 cell (the RoI pooling scale is its inverse).
-CONV5_STRIDE = {"alexnet": 16, "alexnet-small": 4, "vgg16": 16}
+CONV5_STRIDE = {"alexnet": 16, "alexnet-small": 4, "alexnet-small-wide": 4, "vgg16": 16}
 RECIPE_HEAD = {"rois_per_image": 128, "fg_fraction": 0.25, "fg_iou": 0.5, "bg_iou_low": 0.1,
                "score_thresh": 0.05, "nms": 0.3, "detections_per_image": 100}
 
