@@ -280,8 +280,11 @@ def other_records(frame: pd.DataFrame, best: bool, covered: set[tuple[str, str]]
 def paper_tables(frame: pd.DataFrame, best: bool = False) -> list[Table]:
     """Every table of the report, in the order report.md shows them."""
     from dcbench.report.gap_table import table1_headroom  # it builds on assemble() here
+    from dcbench.report.paired_table import paired_table
 
-    always = [table1(frame, best), table1_headroom(frame, best), table2(frame, best),
+    paired = paired_table(frame, best)
+    always = [table1(frame, best), table1_headroom(frame, best),
+              *([paired] if paired is not None else []), table2(frame, best),
               table3(frame, best),
               table4(frame, best), table5(frame, best), clustering(frame, best, "nmi_geometric"),
               clustering(frame, best, "acc"), clustering(frame, best, "ari")]
