@@ -305,55 +305,6 @@ def test_table5_rows_per_retrieval_set_pair_with_revisited_columns(tmp_path: Pat
     assert set(published["sets"]) == {"Oxford5k / Paris6k"}
 
 
-def test_headroom_table_derives_the_gap_closed_per_column(tmp_path: Path) -> None:
-    """DeepCluster 80, supervised 90, Random 70 -> 50 % of the gap closed; two seeds give a
-    mean; the paper's ratios are computed from its printed Table 1 (conv3 78 %, conv5 60 %)."""
-    sup = {**DC, "path": "runs/sup/checkpoint.pth.tar", "sha256": "5" * 64,
-           "method": "supervised"}
-    rnd = {**RANDOM, "method": "random"}
-    rows = []
-    for ckpt, values in ((DC, (79.0, 81.0)), (sup, (90.0, 90.0)), (rnd, (70.0, 70.0))):
-        rows += [record("linear-fmnist-10", "conv3", "top1", v, ckpt, seed=s,
-                        dataset="fashion-mnist") for s, v in enumerate(values)]
-    write_records(tmp_path, rows)
-    build_report(tmp_path, runs=[])
-    frame = read_csv(tmp_path / "tables" / "table1_headroom.csv").set_index("method")
-    derived = frame.loc["DeepCluster: % of the gap from Random to supervised closed"]
-    assert derived["10/class conv3"] == "50" and derived["10/class conv5"] == ""
-    dc_row = next(i for i in frame.index if i.startswith("deepcluster"))
-    assert frame.loc[dc_row, "10/class conv3"] == "80.0 ± 1.4"
-    md = (tmp_path / "tables" / "table1_headroom.md").read_text()
-    assert "conv3 78 %" in md and "conv5 60 %" in md
-
-
-def test_headroom_table_derives_one_gap_row_per_supervised_ceiling(tmp_path: Path) -> None:
-    """Two supervised checkpoints (the DeepCluster-recipe one at 90, a standard-recipe one at
-    95): DeepCluster 80 over Random 70 closes 50 % of the first gap and 40 % of the second,
-    each row naming its ceiling (with one row per method only, the rows vanished)."""
-    sup = {**DC, "path": "runs/sup/checkpoint.pth.tar", "sha256": "5" * 64,
-           "method": "supervised"}
-    std = {**DC, "path": "runs/sup-std/checkpoint.pth.tar", "sha256": "6" * 64,
-           "method": "supervised"}
-    rnd = {**RANDOM, "method": "random"}
-    sweep = {**DC, "path": "runs/dc-k30/checkpoint.pth.tar", "sha256": "7" * 64}
-    rows = [record("linear-fmnist-10", "conv3", "top1", v, ckpt, dataset="fashion-mnist")
-            for ckpt, v in ((DC, 80.0), (sup, 90.0), (std, 95.0), (rnd, 70.0))]
-    # a k-sweep DeepCluster checkpoint with the full-label probe only: the gap rows use the
-    # DeepCluster checkpoint measured on more columns (before: two DeepCluster rows, no row)
-    rows += [record("linear-fmnist", "conv3", "top1", v, ckpt, dataset="fashion-mnist")
-             for ckpt, v in ((DC, 90.0), (sweep, 99.0), (sup, 91.0), (std, 92.0),
-                             (rnd, 89.0))]
-    write_records(tmp_path, rows)
-    build_report(tmp_path, runs=[])
-    frame = read_csv(tmp_path / "tables" / "table1_headroom.csv").set_index("method")
-    gaps = {i: frame.loc[i, "10/class conv3"] for i in frame.index if "gap" in i}
-    assert sorted(gaps.values()) == ["40", "50"]
-    forty = [i for i, v in gaps.items() if v == "40"][0]
-    assert "ceiling: supervised · runs/sup-std/checkpoint.pth.tar · 66666666" in forty
-    assert f"of deepcluster · {DC['path']}" in forty
-    assert frame.loc[forty, "all labels conv3"] == "33"        # (90 - 89) / (92 - 89)
-
-
 def test_a_bit_identical_retraining_is_one_row_keyed_on_its_weights(tmp_path: Path) -> None:
     """Two checkpoint files of the same weights (the second run took another time, which the
     file records) hash differently; their records are one checkpoint in the report, the
