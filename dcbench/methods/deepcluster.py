@@ -31,7 +31,7 @@ from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.faults import fault_point
 from dcbench.methods import cluster_pass
-from dcbench.methods.session import Session, stream_seeds
+from dcbench.methods.session import Session
 from dcbench.methods.train_epoch import train_epoch
 from dcbench.progress import say
 
@@ -51,7 +51,7 @@ def clustering_step(s: Session, epoch: int) -> tuple[np.ndarray, dict[str, Any]]
         why = ("it was computed from another model state" if resumed_here
                else "it was not written by this run")
         say(f"epoch {epoch}: ignoring {s.run.assignment_path(epoch)}: {why}; re-clustering")
-    seeds = stream_seeds(s.cfg["seed"], epoch, s.cfg.get("seed_streams", "shared"))
+    seeds = s.epoch_seeds(epoch)
     assignment, stats = cluster_pass.assign(s.model, s.cluster_set, s.cfg, seeds, s.device)
     stats["model_sha256"] = digest
     if dist.is_main():
@@ -100,7 +100,7 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
     remap[clusters] = np.arange(len(clusters))
     pseudo = torch.from_numpy(np.where(assignment >= 0, remap[np.maximum(assignment, 0)], -1))
 
-    seeds = stream_seeds(cfg["seed"], epoch, cfg.get("seed_streams", "shared"))
+    seeds = s.epoch_seeds(epoch)
     torch.manual_seed(seeds["head"])              # the same head on every rank
     s.model.set_top_layer(len(clusters))
     head_opt = torch.optim.SGD(s.model.top_layer.parameters(), lr=cfg["lr"],

@@ -61,6 +61,11 @@ class Session:
     start_epoch: int = 0                      # completed epochs at start
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    def epoch_seeds(self, epoch: int) -> dict[str, int]:
+        """This run's stream_seeds for `epoch` (its seed_streams; runs saved before the key
+        existed used shared streams)."""
+        return stream_seeds(self.cfg["seed"], epoch, self.cfg.get("seed_streams", "shared"))
+
     def set_epoch_lr(self, epoch: int) -> float:
         """The trunk optimizer's lr for `epoch` (config.epoch_lr); returned for the log."""
         lr = epoch_lr(self.cfg, epoch)

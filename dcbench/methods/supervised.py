@@ -12,14 +12,14 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dcbench import distributed as dist
 from dcbench.data import make_loader
-from dcbench.methods.session import Session, stream_seeds
+from dcbench.methods.session import Session
 from dcbench.methods.train_epoch import train_epoch
 
 
 def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
     cfg = s.cfg
     t0 = time.time()
-    seeds = stream_seeds(cfg["seed"], epoch, cfg.get("seed_streams", "shared"))
+    seeds = s.epoch_seeds(epoch)
     order = np.random.default_rng(seeds["sampler"]).permutation(len(s.train_set))
     w = dist.world_size()
     mine = order[: len(order) // w * w][dist.rank()::w]
