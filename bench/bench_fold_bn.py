@@ -32,7 +32,7 @@ TAPS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc7")
 
 def one_pass(trunk, loader) -> tuple[float, dict[str, torch.Tensor]]:
     start, last = time.perf_counter(), {}
-    for _, _, taps, _ in iter_taps(trunk, loader, TAPS, torch.device("cpu")):
+    for _, _, taps, _ in iter_taps(trunk, loader, TAPS, torch.device("cpu"), amp="off"):
         last = taps
     return time.perf_counter() - start, last
 

@@ -57,7 +57,7 @@ def child(n: int) -> None:
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     idx, rows, _ = reduced_features(Features4096(), Noise(n), pca_dim=PCA_DIM, pca_sample=SAMPLE,
                                     batch_size=512, workers=0, seed=0,
-                                    device=torch.device("cpu"))
+                                    device=torch.device("cpu"), amp="off")
     assert rows.shape == (n, PCA_DIM) and len(idx) == n
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     status = open("/proc/self/status").read()

@@ -82,6 +82,10 @@ def cli(debug: bool) -> None:
 @click.option("--save-every", type=int, default=0, show_default=True,
               help="also keep checkpoint_<epoch>.pth.tar every N epochs (0: only the latest)")
 @click.option("--workers", type=int, default=None, help="data loading workers per process")
+@click.option("--amp", type=click.Choice(["auto", "bf16", "off"]), default="auto",
+              show_default=True, help="bf16 autocast for training and the clustering pass: "
+              "auto uses it where the hardware computes bf16 (a bf16 GPU, a CPU with AMX), "
+              "off keeps float32")
 @click.option("--set", "method_sets", multiple=True, metavar="KEY=VALUE",
               help="a method option (JULE: k_s, k_c, eta, margin, gamma, negatives, target, "
               "split, min_size; --epochs is its passes per period)")

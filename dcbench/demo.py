@@ -78,7 +78,7 @@ STANDARD_SUPERVISED_EVALS = [("linear-fmnist", ("all",)), ("linear-fmnist-10", (
 # reuses the features retrieval-oxford extracted)
 # the low-label probes run several seeds (each draws another labelled subset): mean +- std
 SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
-WEIGHTS = {"deepcluster": 10.8, "supervised": 1.7, "supervised-standard": 20.0, "jule": 0.4,
+WEIGHTS = {"deepcluster": 5.0, "supervised": 0.9, "supervised-standard": 20.0, "jule": 0.4,
            "linear-fmnist": 1.0,
            "linear-fmnist-10": 0.4, "linear-fmnist-100": 0.6,
            "clustering": 0.05, "knn": 0.75, "voc-cls": 0.7, "voc-det": 1.2, "voc-seg": 0.6,

@@ -36,7 +36,7 @@ from dcbench.eval_request import (  # noqa: F401  (parse_*, task_table: the CLI 
 from dcbench.extract import prepare
 from dcbench.models import Trunk
 from dcbench.models.fold_bn import folded_copy
-from dcbench.precision import amp_name
+from dcbench.precision import eval_amp_name
 from dcbench.progress import say
 from dcbench.provenance import code_version, config_hash
 from dcbench.results import (
@@ -88,7 +88,7 @@ def make_records(task: tasks.Task, measurements: list[tasks.Measurement],
             dcbench_version=dcbench.__version__, started=started, seconds=round(seconds, 3),
             device=str(ctx.device), world_size=distributed.world_size(), quick=ctx.quick,
             command=command, extra={**m.extra, "run_settings": list(settings),
-                                    "amp": amp_name(ctx.device)}))
+                                    "amp": eval_amp_name(ctx.device)}))
     return out
 
 

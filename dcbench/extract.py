@@ -27,10 +27,11 @@ def prepare(trunk: Trunk, device: torch.device) -> Trunk:
 
 
 def iter_taps(trunk: Trunk, loader: DataLoader, taps: Sequence[str], device: torch.device,
-              desc: str = "features") -> Iterator[tuple[np.ndarray, np.ndarray,
-                                                         dict[str, torch.Tensor], int]]:
+              desc: str = "features", *, amp: str) -> Iterator[tuple[np.ndarray, np.ndarray,
+                                                                  dict[str, torch.Tensor], int]]:
     """Yield (indices, targets, {tap: float32 activations on `device`}, n_skipped) per batch,
-    the trunk in eval mode without gradients (bf16 autocast on CUDA, cast back to float32)."""
+    the trunk in eval mode without gradients; `amp` 'bf16' runs it under bf16 autocast (the
+    pretraining's precision, or precision.eval_amp_name for the tasks), cast back to float32."""
     trunk.eval()
     with torch.inference_mode():
         for images, targets, indices, skipped in progress(loader, desc, total=len(loader),
@@ -38,7 +39,7 @@ def iter_taps(trunk: Trunk, loader: DataLoader, taps: Sequence[str], device: tor
             if images is None:
                 yield np.zeros(0, np.int64), np.zeros(0, np.int64), {}, skipped
                 continue
-            with autocast(device):
+            with autocast(device, amp):
                 out = trunk.extract(to_device(images, device), taps)
             yield indices.numpy(), targets.numpy(), {k: v.float() for k, v in out.items()}, \
                 skipped

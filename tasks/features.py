@@ -18,6 +18,7 @@ from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import iter_taps
 from dcbench.models import Trunk
+from dcbench.precision import eval_amp_name
 from dcbench.progress import say
 
 from .pooling import Pooler
@@ -42,7 +43,8 @@ def _batches(trunk: Trunk, pooler: Pooler, data: Dataset, ctx: RunContext, desc:
                          seed=ctx.seed)
     skipped = 0
     for indices, targets, taps, n_skipped in iter_taps(trunk, loader, pooler.layers,
-                                                       ctx.device, desc):
+                                                       ctx.device, desc,
+                                                       amp=eval_amp_name(ctx.device)):
         skipped += n_skipped
         if taps:
             yield indices, torch.from_numpy(targets).to(ctx.device), pooler(taps)

@@ -309,21 +309,35 @@ def test_yfcc1m_end_to_end_skips_and_counts_bad_entries(tiny_file_list: Path, tm
     assert "2 of 14 images could not be read" in proc.stderr
 
 
-def test_mixed_precision_is_bf16_on_cuda_only(monkeypatch) -> None:
-    from dcbench.precision import amp_name, autocast
+def test_bf16_only_where_the_hardware_computes_it(monkeypatch) -> None:
+    """auto picks bf16 on a bf16 GPU and on an AMX CPU, float32 elsewhere; off always keeps
+    float32; bf16 on hardware that would emulate it is refused; evaluations on CPU stay
+    float32 whatever the CPU."""
+    from dcbench.errors import DcbenchError
+    from dcbench.precision import amp_name, autocast, eval_amp_name
 
-    cpu = torch.device("cpu")
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
     assert amp_name(cpu) == "off"
-    with autocast(cpu):
+    with pytest.raises(DcbenchError, match="no native bf16.*--amp off"):
+        amp_name(cpu, "bf16")
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert (amp_name(cpu), amp_name(cpu, "bf16"), amp_name(cpu, "off")) == ("bf16", "bf16", "off")
+    assert eval_amp_name(cpu) == "off"
+    with autocast(cpu, "off"):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+    with autocast(cpu, "bf16"):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
-    assert amp_name(torch.device("cuda", 0)) == "bf16"
+    assert amp_name(gpu) == eval_amp_name(gpu) == "bf16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
-    assert amp_name(torch.device("cuda", 0)) == "off"      # float32, never fp16 unscaled
+    assert amp_name(gpu) == eval_amp_name(gpu) == "off"   # float32, never fp16 unscaled
 
 
 def test_the_reference_run_records_its_precision(reference_run: Path) -> None:
-    assert json.loads((reference_run / "config.json").read_text())["amp"] == "off"
+    """auto: bf16 on a CPU with AMX (this machine), float32 on others."""
+    saved = json.loads((reference_run / "config.json").read_text())["amp"]
+    assert saved == ("bf16" if torch.cpu._is_amx_tile_supported() else "off")
 
 
 def test_the_supervised_baseline_is_reproducible(tmp_path: Path) -> None:

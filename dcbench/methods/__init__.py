@@ -46,7 +46,7 @@ def run_pretraining(opts: dict[str, Any], command: str = "") -> Session | dict[s
     cfg = resolve(opts)
     device = dist.init()
     cfg["world_size"] = dist.world_size()
-    cfg["amp"] = amp_name(device)               # bf16 autocast on CUDA, off on CPU
+    cfg["amp"] = amp_name(device, opts.get("amp") or "auto")   # dcbench.precision
     configure_threads()
     session = build_session(cfg, command, device, resume=bool(opts.get("resume")))
     epoch_fn = METHODS[cfg["method"]]

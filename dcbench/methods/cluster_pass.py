@@ -35,9 +35,11 @@ FEATURE_TAP = "fc7_pre"
 
 def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample: int,
                      batch_size: int, workers: int | None, seed: int,
-                     device: torch.device) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+                     device: torch.device, amp: str
+                     ) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
     """(indices, reduced rows (float32, L2-normalised), seconds per phase), rows in index
-    order, complete on every rank. Unreadable images are absent from `indices`."""
+    order, complete on every rank. Unreadable images are absent from `indices`. `amp`: the
+    run's precision for the frozen pass (dcbench.precision)."""
     n = len(dataset)
     order = np.random.default_rng(seed).permutation(n)
     sample, rest = order[:pca_sample], order[pca_sample:]
@@ -47,7 +49,8 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
 
     def batches(indices: np.ndarray, desc: str):
         loader = make_loader(dataset, per_rank, sampler=indices[mine].tolist(), workers=workers)
-        for idx, _, feats, _ in iter_taps(frozen, loader, [FEATURE_TAP], device, desc=desc):
+        for idx, _, feats, _ in iter_taps(frozen, loader, [FEATURE_TAP], device, desc=desc,
+                                          amp=amp):
             if len(idx):
                 yield idx, feats[FEATURE_TAP]
 
@@ -107,7 +110,7 @@ def assign(trunk: Trunk, dataset: Dataset, cfg: dict[str, Any], seeds: dict[str,
     indices, x, seconds = reduced_features(
         trunk, dataset, pca_dim=cfg["pca_dim"], pca_sample=cfg["pca_sample"],
         batch_size=cfg["batch_size"], workers=cfg["workers"], seed=seeds["pca_sample"],
-        device=device)
+        device=device, amp=cfg["amp"])
     if len(indices) < cfg["k"]:
         raise DcbenchError(f"only {len(indices)} of {len(dataset)} images could be read, fewer "
                            f"than k = {cfg['k']} clusters; fix the unreadable files (dcbench "

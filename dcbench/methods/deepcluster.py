@@ -118,7 +118,7 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
                                    else None) if dist.is_distributed() else s.model)
     lr = s.set_epoch_lr(epoch)
     train = train_epoch(net, loader, [s.trunk_opt, head_opt], s.device, epoch, labels=pseudo,
-                        desc="train")
+                        desc="train", amp=cfg["amp"])
     seconds = dict(stats.get("seconds", {}))
     seconds.update(train=train["seconds"], epoch=time.time() - t0)
     return {"epoch": epoch, "method": "deepcluster", "clustering": cfg["clustering"],

@@ -65,13 +65,14 @@ DEFAULTS: dict[str, Any] = {
 # trains that one on any set (e.g. MNIST, for the 32-px tasks).
 NETS = {"mnist": "jule-28", "usps": "jule-16", "coil20": "jule-128", "coil100": "jule-128"}
 
-# pretrain flags JULE has no use for: (flag, option key, the CLI's default)
+# pretrain flags JULE has no use for: (flag, option key, the CLI's default); its own loop
+# trains in float32 (--amp is DeepCluster's and the supervised baseline's)
 DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
                     ("--min-scale", "min_scale", None), ("--clustering", "clustering", "kmeans"),
                     ("--sampler", "sampler", "uniform"), ("--reassign", "reassign", 1.0),
                     ("--no-sobel", "sobel", True), ("--save-every", "save_every", 0),
                     ("--empty-clusters", "empty_clusters", None),
-                    ("--seed-streams", "seed_streams", None)]
+                    ("--seed-streams", "seed_streams", None), ("--amp", "amp", "auto")]
 
 
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:

@@ -31,7 +31,7 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
                                    else None) if dist.is_distributed() else s.model)
     lr = s.set_epoch_lr(epoch)
     train = train_epoch(net, loader, [s.trunk_opt], s.device, epoch, labels=None,
-                        desc="train (labels)")
+                        desc="train (labels)", amp=cfg["amp"])
     return {"epoch": epoch, "method": "supervised", "clustering": None, "lr": lr,
             "loss": train["loss"],
             "train_acc": train["train_acc"], "nmi_prev": None, "nmi_labels": None,

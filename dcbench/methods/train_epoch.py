@@ -19,12 +19,13 @@ from dcbench.progress import bar
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizers: Sequence[torch.optim.Optimizer],
                 device: torch.device, epoch: int, labels: torch.Tensor | None = None,
-                desc: str = "train") -> dict[str, float]:
+                desc: str = "train", *, amp: str) -> dict[str, float]:
     """Train `model` (possibly DDP-wrapped) for one pass of `loader`.
 
     `labels[i]` is the target of dataset index i (pseudo-labels); None uses the dataset's own
-    targets. A non-finite loss stops the run with a clear error before any optimizer step
-    is taken with it, so the last checkpoint on disk stays the last good one.
+    targets; `amp` is the run's precision (dcbench.precision). A non-finite loss stops the
+    run with a clear error before any optimizer step is taken with it, so the last checkpoint
+    on disk stays the last good one.
     """
     model.train()
     criterion = nn.CrossEntropyLoss()
@@ -42,7 +43,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizers: Sequence[torch
         if images is None:
             continue
         target = (labels[indices] if labels is not None else targets).to(device)
-        with autocast(device):
+        with autocast(device, amp):
             output = model(to_device(images, device))
         loss = criterion(output.float(), target)
         if fault_active("nan-loss", epoch):
