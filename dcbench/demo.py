@@ -73,12 +73,13 @@ STANDARD_SUPERVISED_EVALS = [("linear-fmnist", ("all",)), ("linear-fmnist-10", (
                              ("linear-fmnist-100", ("all",)),
                              ("clustering", ("conv5", "fc7", "pixels")),
                              ("knn", ("conv5", "fc7"))]
-# minutes each kind of step takes in the default demo on 2 cores (results/demo.log), for the ETA
+# minutes each kind of step takes in the default demo on 2 cores on a fast day (pretraining in
+# bf16 on an AMX CPU: README), for the ETA
 # (voc-det's first run also computes the set's proposals, about 1.4 min; retrieval-paris
 # reuses the features retrieval-oxford extracted)
 # the low-label probes run several seeds (each draws another labelled subset): mean +- std
 SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
-WEIGHTS = {"deepcluster": 5.0, "supervised": 0.9, "supervised-standard": 20.0, "jule": 0.4,
+WEIGHTS = {"deepcluster": 5.3, "supervised": 0.8, "supervised-standard": 9.0, "jule": 0.4,
            "linear-fmnist": 1.0,
            "linear-fmnist-10": 0.4, "linear-fmnist-100": 0.6,
            "clustering": 0.05, "knn": 0.75, "voc-cls": 0.7, "voc-det": 1.2, "voc-seg": 0.6,

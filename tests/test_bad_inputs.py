@@ -188,6 +188,7 @@ ROWS = [
     Row(f"{PRE} --lr inf", r"--lr inf: expected a finite number"),
     Row(f"{PRE} --lr-schedule step", r"'step' is not one of 'constant', 'cosine'"),
     Row(f"{PRE} --seed-streams one", r"'one' is not one of 'independent', 'shared'"),
+    Row(f"{PRE} --amp fp16", r"'fp16' is not one of 'auto', 'bf16', 'off'"),
     Row(f"{PRE} --epochs 0", r"--epochs 0 is out of range"),
     Row(f"{PRE} --batch-size 0", r"--batch-size 0 is out of range"),
     Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small', "
@@ -209,6 +210,8 @@ ROWS = [
         r"--k is DeepCluster's"),
     Row("pretrain --method jule --data digits --out {ws}/new_run --seed-streams shared",
         r"--seed-streams is DeepCluster's"),
+    Row("pretrain --method jule --data digits --out {ws}/new_run --amp off",
+        r"--amp is DeepCluster's"),
     # --- data -----------------------------------------------------------------------------------
     Row("data validate fashion-mnist --root {ws}/fm_cut",
         r"train-images-idx3-ubyte.gz is truncated or corrupt"),
@@ -234,6 +237,23 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(
     assert re.search(row.message, lines[0]), lines[0]
     assert snapshot(workspace) == before            # nothing written, nothing lost
     assert not (workspace / "new_run").exists()     # a refused start leaves no folder
+
+
+def test_bf16_where_the_cpu_would_emulate_it_is_refused_before_any_work(
+        workspace: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+        tmp_path: Path) -> None:
+    """`--amp bf16` on a CPU without AMX (simulated: this machine has AMX) is refused in one
+    line that says what to pass instead; no run folder is started."""
+    monkeypatch.chdir(workspace)
+    monkeypatch.setenv("DCBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    before = snapshot(workspace)
+    code, err = run_cli(f"{PRE} --amp bf16".format(ws=workspace).split(), monkeypatch, capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1, err
+    assert re.fullmatch(r"error: --amp bf16: this CPU has no native bf16 .*use --amp auto or "
+                        r"--amp off", lines[0]), lines[0]
+    assert snapshot(workspace) == before and not (workspace / "new_run").exists()
 
 
 def test_there_are_at_least_40_rows_and_arch_choices_match_the_models() -> None:
