@@ -21,18 +21,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from dcbench import distributed as dist
 from dcbench.checkpoint import state_sha256
 from dcbench.clustering.metrics import acc, ari, nmi
 from dcbench.clustering.sampler import SAMPLERS
-from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.faults import fault_point
 from dcbench.methods import cluster_pass
 from dcbench.methods.session import Session
-from dcbench.methods.train_epoch import train_epoch
+from dcbench.methods.train_epoch import rank_pass, train_epoch
 from dcbench.progress import say
 
 
@@ -108,14 +106,7 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
     rng = np.random.default_rng(seeds["sampler"])
     n_draw = int(cfg["reassign"] * int((assignment >= 0).sum()))
     order = SAMPLERS[cfg["sampler"]](assignment, n_draw, rng)
-    w = dist.world_size()
-    mine = order[: len(order) // w * w][dist.rank()::w]
-    augment = seeds["augment"] * 1009 + dist.rank()
-    torch.manual_seed(augment)                    # dropout / augmentation differ per rank
-    loader = make_loader(s.train_set, max(1, cfg["batch_size"] // w), sampler=mine.tolist(),
-                         workers=cfg["workers"], seed=augment)
-    net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
-                                   else None) if dist.is_distributed() else s.model)
+    net, loader = rank_pass(s, order, seeds["augment"])
     lr = s.set_epoch_lr(epoch)
     train = train_epoch(net, loader, [s.trunk_opt, head_opt], s.device, epoch, labels=pseudo,
                         desc="train", amp=cfg["amp"])

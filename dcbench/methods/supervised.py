@@ -7,13 +7,9 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
-from torch.nn.parallel import DistributedDataParallel
 
-from dcbench import distributed as dist
-from dcbench.data import make_loader
 from dcbench.methods.session import Session
-from dcbench.methods.train_epoch import train_epoch
+from dcbench.methods.train_epoch import rank_pass, train_epoch
 
 
 def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
@@ -21,14 +17,7 @@ def run_epoch(s: Session, epoch: int) -> dict[str, Any]:
     t0 = time.time()
     seeds = s.epoch_seeds(epoch)
     order = np.random.default_rng(seeds["sampler"]).permutation(len(s.train_set))
-    w = dist.world_size()
-    mine = order[: len(order) // w * w][dist.rank()::w]
-    augment = seeds["augment"] * 1009 + dist.rank()
-    torch.manual_seed(augment)
-    loader = make_loader(s.train_set, max(1, cfg["batch_size"] // w), sampler=mine.tolist(),
-                         workers=cfg["workers"], seed=augment)
-    net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
-                                   else None) if dist.is_distributed() else s.model)
+    net, loader = rank_pass(s, order, seeds["augment"])
     lr = s.set_epoch_lr(epoch)
     train = train_epoch(net, loader, [s.trunk_opt], s.device, epoch, labels=None,
                         desc="train (labels)", amp=cfg["amp"])

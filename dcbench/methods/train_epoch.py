@@ -1,20 +1,44 @@
-"""One pass of SGD on (pseudo-)labels, shared by DeepCluster and the supervised baseline."""
+"""One pass of SGD on (pseudo-)labels and the per-rank loader it reads, shared by DeepCluster
+and the supervised baseline."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from dcbench import distributed as dist
+from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import to_device
 from dcbench.faults import fault_active, fault_point
 from dcbench.precision import autocast
 from dcbench.progress import bar
+
+if TYPE_CHECKING:
+    from dcbench.methods.session import Session
+
+
+def rank_pass(s: Session, order: np.ndarray, augment_seed: int) -> tuple[nn.Module, DataLoader]:
+    """The model to train (DDP-wrapped under torchrun) and a loader over this rank's share of
+    an epoch's image `order`: cut to a multiple of the world size, every world_size-th image
+    from this rank, batch_size / world_size per rank; dropout and augmentation are seeded
+    with `augment_seed` * 1009 + rank, so they differ per rank and replay on resume."""
+    w = dist.world_size()
+    mine = order[: len(order) // w * w][dist.rank()::w]
+    augment = augment_seed * 1009 + dist.rank()
+    torch.manual_seed(augment)
+    loader = make_loader(s.train_set, max(1, s.cfg["batch_size"] // w), sampler=mine.tolist(),
+                         workers=s.cfg["workers"], seed=augment)
+    net = (DistributedDataParallel(s.model, device_ids=[s.device] if s.device.type == "cuda"
+                                   else None) if dist.is_distributed() else s.model)
+    return net, loader
 
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizers: Sequence[torch.optim.Optimizer],
