@@ -92,6 +92,18 @@ class Step:
     label: str
     run: Callable[[], Any]
     command: str = ""           # the equivalent dcbench command line
+    ckpt: str | None = None     # an eval step's checkpoint
+    # an eval step's (runs not yet recorded, runs in all): the ETA leaves out what it will skip
+    pending: Callable[[], tuple[int, int]] | None = None
+
+    def weight(self) -> float:
+        """Minutes this step is expected to take: its kind's, scaled by the share of its runs
+        not yet recorded once its checkpoint exists."""
+        if self.pending is None or self.ckpt is None or not (
+                self.ckpt.startswith("random") or Path(self.ckpt).exists()):
+            return WEIGHTS[self.kind]
+        todo, total = self.pending()
+        return WEIGHTS[self.kind] * (todo / max(total, 1))
 
 
 def _flag(key: str, value: Any) -> str:
@@ -112,13 +124,14 @@ def _pretrain_step(method: str, out: Path, settings: dict[str, Any],
     command = (f"dcbench pretrain --method {method} --data {data} --out {out} "
                f"{flags} --resume").replace("  ", " ")
     return Step(kind or method, f"pretrain {method} -> {out}",
-                lambda: run_pretraining(opts, command=command), command)
+                lambda: run_pretraining(opts, command=command), command,
+                str(out / "checkpoint.pth.tar"))
 
 
 def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
                eval_opts: dict[str, Any], results: Path, data_root: str | None,
                overrides: tuple[str, ...] = ()) -> Step:
-    from dcbench.evaluate import run_eval
+    from dcbench.evaluate import run_eval, unrecorded
 
     seeds = SEEDS.get(task, 1)
     opts = {"task": task, "ckpt": ckpt, "settings": settings, "seed": 0, "seeds": seeds,
@@ -132,7 +145,7 @@ def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
                + f" --results {results}")
     where = f" ({', '.join(overrides)})" if overrides else ""
     return Step(task, f"eval {task}{where} on {name}", lambda: run_eval(opts, command=command),
-                command)
+                command, ckpt, lambda: unrecorded(opts))
 
 
 def run_dir(results: Path, method: str) -> Path:
@@ -203,14 +216,18 @@ def run_demo(quick: bool = False, results: str | None = None,
     recipe = "quick" if quick else "full" if full else "default"
     root = demo_results(recipe, results)
     steps = plan(recipe, root, data_root)
-    total = sum(WEIGHTS[s.kind] for s in steps) + WEIGHTS["report"]
+    weights = [s.weight() for s in steps]
     done, start = 0.0, time.time()
     for i, step in enumerate(steps, 1):
         elapsed = time.time() - start
-        eta = f", ETA {elapsed / done * (total - done) / 60:.0f} min" if done else ""
+        left = sum(weights[i - 1:]) + WEIGHTS["report"]
+        eta = f", ETA {elapsed / done * left / 60:.0f} min" if done else ""
         say(f"[demo {i}/{len(steps)}] {step.label} (elapsed {elapsed / 60:.1f} min{eta})")
         step.run()
-        done += WEIGHTS[step.kind]
+        done += weights[i - 1]
+        if step.pending is None:    # a checkpoint was (re)trained: what its evals will skip
+            weights[i:] = [s.weight() if s.ckpt == step.ckpt else w
+                           for s, w in zip(steps[i:], weights[i:])]
     # the paper's pictures of the three checkpoints (about 17 s on 2 cores)
     pictures = [ckpt for ckpt, _ in checkpoints(root)]
     path = build_report(str(root), None, best=False, include_quick=quick, pictures=pictures,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -143,26 +144,64 @@ def settings_for_trunk(task: tasks.Task, settings: list[str], trunk: Trunk,
     return kept
 
 
+@dataclass
+class Prepared:
+    """A checked eval request resolved against its checkpoint: what run_eval runs and what the
+    skip test compares with the records."""
+    request: EvalRequest
+    ctx: tasks.RunContext
+    config: dict[str, Any]
+    chash: str
+    trunk: Trunk
+    info: CheckpointInfo
+    settings: list[str]
+
+    def todo(self, seed: int, done: set[tuple]) -> list[str]:
+        """The settings of `seed` not yet recorded for this checkpoint and config."""
+        return [s for s in self.settings
+                if cache_key(self.request.task.name, s, self.info.sha256, self.chash, seed)
+                not in done]
+
+
+def prepare_request(opts: dict[str, Any], request: EvalRequest | None = None) -> Prepared:
+    """Check the request, hash its config, load its checkpoint and resolve its settings."""
+    request = request or check_request(opts)
+    opts, task = request.opts, request.task
+    device = distributed.pick_device()
+    ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
+                           out_dir=results_dir(request.results), quick=bool(opts.get("quick")),
+                           workers=opts.get("workers"), options=request.options,
+                           ckpt=str(opts["ckpt"]))
+    config = {**task.config(ctx), "quick": ctx.quick, "options": request.options}  # checks them
+    if distributed.is_distributed():
+        distributed.init()                  # each rank reads its share; rank 0 records
+    trunk, info = load_trunk(opts["ckpt"], device)
+    trunk = prepare(trunk, device).eval()
+    settings = settings_for_trunk(task, request.settings, trunk,
+                                  explicit=bool(opts.get("settings"))
+                                  and "all" not in opts["settings"])
+    return Prepared(request, ctx, config, config_hash(config), trunk, info, settings)
+
+
+def unrecorded(opts: dict[str, Any]) -> tuple[int, int]:
+    """(runs not yet recorded, runs in all) of an eval request, one run per setting and seed:
+    what `run_eval` would compute now (the demo's ETA leaves out what it will skip)."""
+    prep = prepare_request(opts)
+    r = prep.request
+    done = set() if r.opts.get("force") else recorded_keys(r.results)
+    seeds = range(r.first_seed, r.first_seed + r.n_seeds)
+    return sum(len(prep.todo(seed, done)) for seed in seeds), len(prep.settings) * r.n_seeds
+
+
 def run_eval(opts: dict[str, Any], command: str = "",
              request: EvalRequest | None = None) -> list[Record]:
     """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written.
     `request`: the already checked request (the CLI checks it before importing torch)."""
-    request = request or check_request(opts)
-    opts, task, settings, options = request.opts, request.task, request.settings, request.options
-    first, n_seeds, results = request.first_seed, request.n_seeds, request.results
-    device = distributed.pick_device()
-    ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
-                           out_dir=results_dir(results), quick=bool(opts.get("quick")),
-                           workers=opts.get("workers"), options=options,
-                           ckpt=str(opts["ckpt"]))
-    config = {**task.config(ctx), "quick": ctx.quick, "options": options}   # checks them
-    if distributed.is_distributed():
-        distributed.init()                  # each rank reads its share; rank 0 records
-    chash = config_hash(config)
-    trunk, info = load_trunk(opts["ckpt"], device)
-    trunk = prepare(trunk, device).eval()
-    settings = settings_for_trunk(task, settings, trunk, explicit=bool(opts.get("settings"))
-                                  and "all" not in opts["settings"])
+    prep = prepare_request(opts, request)
+    task, ctx, config, chash, trunk, info = (prep.request.task, prep.ctx, prep.config,
+                                             prep.chash, prep.trunk, prep.info)
+    first, n_seeds, results = prep.request.first_seed, prep.request.n_seeds, prep.request.results
+    settings = prep.settings
     task.check(trunk, ctx)
     for name in task.data_needed(ctx):
         # builds an embedded set (rank 0 first under torchrun), else says where to put it
@@ -173,9 +212,8 @@ def run_eval(opts: dict[str, Any], command: str = "",
         # one eval of a (task, checkpoint, config, seed) at a time: a second identical one
         # waits, then finds the records and skips instead of computing and appending twice
         with computing(results_dir(results), (task.name, info.sha256, chash, seed)):
-            done = set() if opts.get("force") else recorded_keys(results)
-            todo = [s for s in settings
-                    if cache_key(task.name, s, info.sha256, chash, seed) not in done]
+            done = set() if prep.request.opts.get("force") else recorded_keys(results)
+            todo = prep.todo(seed, done)
             for s in settings:
                 if s not in todo:
                     say(f"skip {task.name} {s} seed {seed}: already recorded for this "

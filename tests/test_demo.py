@@ -123,3 +123,29 @@ def test_full_demo_trains_and_probes_a_standard_recipe_supervised_baseline(tmp_p
                                        "--no-sobel --resume")
     assert closure["opts"]["sobel"] is False and closure["opts"]["lr_schedule"] == "cosine"
     assert not [s for s in plan("default", tmp_path, None) if s.kind == "supervised-standard"]
+
+
+def test_the_eta_leaves_out_what_the_demo_will_skip(tmp_path: Path, monkeypatch) -> None:
+    """A step weighs its kind's minutes scaled by the share of its (setting, seed) runs not
+    yet recorded: kNN with conv5 recorded and fc7 not weighs half, a fully recorded step
+    nothing (on a fresh clone the Random trunk's evaluations are all recorded: counting them
+    made the ETA 21 minutes where 15 were left), a step whose checkpoint is not trained yet
+    its full weight."""
+    from dcbench.demo import WEIGHTS, plan
+    from dcbench.evaluate import run_eval
+
+    monkeypatch.setenv("DCBENCH_CACHE", str(tmp_path / "cache"))
+    steps = {s.label: s for s in plan("quick", tmp_path, None)}
+    knn = steps["eval knn on Random"]
+    assert knn.weight() == WEIGHTS["knn"]
+    run_eval({"task": "knn", "ckpt": "random:alexnet-small", "settings": ("conv5",),
+              "quick": True, "workers": 0, "results": str(tmp_path)})
+    assert knn.weight() == WEIGHTS["knn"] / 2
+    assert steps["eval clustering on Random"].weight() == WEIGHTS["clustering"]
+    run_eval({"task": "knn", "ckpt": "random:alexnet-small", "settings": ("fc7",),
+              "quick": True, "workers": 0, "results": str(tmp_path)})
+    assert knn.weight() == 0.0
+    dc = steps["eval knn on DeepCluster"]             # not trained: its checkpoint is absent
+    assert not Path(dc.ckpt).exists() and dc.weight() == WEIGHTS["knn"]
+    assert steps[f"pretrain deepcluster -> {tmp_path / 'runs' / 'deepcluster-fmnist'}"
+                 ].weight() == WEIGHTS["deepcluster"]

@@ -136,7 +136,7 @@ def test_a_net_that_is_not_jules_is_refused(tmp_path: Path, opts, message):
 
 def test_jule_128_on_a_large_set_task_is_refused_with_the_fitting_archs(tmp_path: Path):
     from dcbench.models import build_model
-    from tasks.inputs import check_input, input_side
+    from dcbench.tasks.inputs import check_input, input_side
 
     net = build_model("jule-128", sobel=False)
     assert input_side("fashion-mnist", net) == 128
