@@ -95,13 +95,14 @@ class Step:
     ckpt: str | None = None     # an eval step's checkpoint
     # an eval step's (runs not yet recorded, runs in all): the ETA leaves out what it will skip
     pending: Callable[[], tuple[int, int]] | None = None
+    scale: float = 1.0          # a pretraining step's passes against the default demo's
 
     def weight(self) -> float:
         """Minutes this step is expected to take: its kind's, scaled by the share of its runs
         not yet recorded once its checkpoint exists."""
         if self.pending is None or self.ckpt is None or not (
                 self.ckpt.startswith("random") or Path(self.ckpt).exists()):
-            return WEIGHTS[self.kind]
+            return WEIGHTS[self.kind] * self.scale
         todo, total = self.pending()
         return WEIGHTS[self.kind] * (todo / max(total, 1))
 
@@ -123,9 +124,14 @@ def _pretrain_step(method: str, out: Path, settings: dict[str, Any],
     flags = " ".join(_flag(k, v) for k, v in settings.items())
     command = (f"dcbench pretrain --method {method} --data {data} --out {out} "
                f"{flags} --resume").replace("  ", " ")
+    scale = 1.0
+    if kind is None:        # the default demo's weights: scale by the passes over the data
+        default = FULL[method]      # (pretrain's --reassign defaults to 1)
+        scale = (settings["epochs"] * settings.get("reassign", 1)
+                 / (default["epochs"] * default.get("reassign", 1)))
     return Step(kind or method, f"pretrain {method} -> {out}",
                 lambda: run_pretraining(opts, command=command), command,
-                str(out / "checkpoint.pth.tar"))
+                str(out / "checkpoint.pth.tar"), scale=scale)
 
 
 def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,

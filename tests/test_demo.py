@@ -147,5 +147,24 @@ def test_the_eta_leaves_out_what_the_demo_will_skip(tmp_path: Path, monkeypatch)
     assert knn.weight() == 0.0
     dc = steps["eval knn on DeepCluster"]             # not trained: its checkpoint is absent
     assert not Path(dc.ckpt).exists() and dc.weight() == WEIGHTS["knn"]
+    # --quick's 2 clusterings x 1 pass against the default demo's 3 x 2
     assert steps[f"pretrain deepcluster -> {tmp_path / 'runs' / 'deepcluster-fmnist'}"
-                 ].weight() == WEIGHTS["deepcluster"]
+                 ].weight() == pytest.approx(WEIGHTS["deepcluster"] / 3)
+
+
+def test_the_eta_scales_pretraining_by_its_passes(tmp_path: Path) -> None:
+    """--full's DeepCluster run makes 10 x 3 passes where the default demo's makes 3 x 2: it
+    weighs 5x the default's minutes (with the default's weight its ETA said 279 minutes left
+    after it), the k sweep's 5 x 3 runs 2.5x, 3 supervised epochs 3x, JULE's 20 passes 4x."""
+    from dcbench.demo import WEIGHTS, plan
+
+    full = [s for s in plan("full", tmp_path, None) if s.pending is None]
+    weights = {s.label.split(" -> ")[1].split("/")[-1]: s.weight() / WEIGHTS[s.kind]
+               for s in full}
+    assert weights == pytest.approx({
+        "deepcluster-fmnist": 5.0, "supervised-fmnist": 3.0, "jule-digits": 4.0,
+        "supervised-standard-fmnist": 1.0, "dc-k10": 2.5, "dc-k30": 2.5, "dc-k300": 2.5,
+        "dc-k1000": 2.5})
+    default = [s for s in plan("default", tmp_path, None) if s.pending is None]
+    assert [s.weight() for s in default] == [WEIGHTS["deepcluster"], WEIGHTS["supervised"],
+                                             WEIGHTS["jule"]]
