@@ -156,6 +156,11 @@ class Prepared:
     info: CheckpointInfo
     settings: list[str]
 
+    def recorded(self) -> set[tuple]:
+        """The cache keys already in the records (none with --force: everything reruns)."""
+        r = self.request
+        return set() if r.opts.get("force") else recorded_keys(r.results)
+
     def todo(self, seed: int, done: set[tuple]) -> list[str]:
         """The settings of `seed` not yet recorded for this checkpoint and config."""
         return [s for s in self.settings
@@ -187,8 +192,7 @@ def unrecorded(opts: dict[str, Any]) -> tuple[int, int]:
     """(runs not yet recorded, runs in all) of an eval request, one run per setting and seed:
     what `run_eval` would compute now (the demo's ETA leaves out what it will skip)."""
     prep = prepare_request(opts)
-    r = prep.request
-    done = set() if r.opts.get("force") else recorded_keys(r.results)
+    r, done = prep.request, prep.recorded()
     seeds = range(r.first_seed, r.first_seed + r.n_seeds)
     return sum(len(prep.todo(seed, done)) for seed in seeds), len(prep.settings) * r.n_seeds
 
@@ -212,8 +216,7 @@ def run_eval(opts: dict[str, Any], command: str = "",
         # one eval of a (task, checkpoint, config, seed) at a time: a second identical one
         # waits, then finds the records and skips instead of computing and appending twice
         with computing(results_dir(results), (task.name, info.sha256, chash, seed)):
-            done = set() if prep.request.opts.get("force") else recorded_keys(results)
-            todo = prep.todo(seed, done)
+            todo = prep.todo(seed, prep.recorded())
             for s in settings:
                 if s not in todo:
                     say(f"skip {task.name} {s} seed {seed}: already recorded for this "
