@@ -23,7 +23,7 @@ from dcbench.results import results_dir
 # passes between clusterings (with one pass per clustering the features drift away from the
 # labels on this small set: the sweep behind this is in README.md). --full is the longer
 # recipe of earlier releases plus the VOC tasks in both settings and the k sweep of Fig. 2 (c)
-# (about 40 minutes before the VOC and retrieval tasks and the sweep joined; not timed since).
+# (134 minutes on 2 cores in a fresh clone of 43e5da9: README).
 # JULE runs on digits (1,797 images) in every recipe; its `epochs` are CNN passes per period
 # (JULE's own value, 20, in --full; its Fashion-MNIST run is a README command, ~15 minutes).
 FULL: dict[str, Any] = {
@@ -85,7 +85,7 @@ WEIGHTS = {"deepcluster": 5.3, "supervised": 0.8, "supervised-standard": 9.0, "j
            "clustering": 0.05, "knn": 0.75, "voc-cls": 0.7, "voc-det": 1.2, "voc-seg": 0.6,
            "retrieval-oxford": 0.4, "retrieval-paris": 0.1, "report": 0.1}
 # minutes a VOC task's ALL setting (fine-tuning every layer) adds to its FC6-8 run, measured
-# in demo --full on 43e5da9 (with FC6-8's weight alone its ETA said 85 min left where ~72 were)
+# in demo --full on 43e5da9 (with FC6-8's weight alone its ETA said 85 min left where 77 were)
 ALL_SETTING = {"voc-cls": 1.4, "voc-det": 0.9, "voc-seg": 1.0}
 
 

@@ -173,7 +173,7 @@ def test_the_eta_scales_pretraining_by_its_passes(tmp_path: Path) -> None:
 def test_the_eta_weighs_the_voc_tasks_all_setting(tmp_path: Path) -> None:
     """--full runs each VOC task in FC6-8 and ALL; ALL fine-tunes every layer and took 1.4 /
     0.9 / 1.0 more minutes (cls / det / seg): weighed as FC6-8 alone, --full's ETA said 85
-    minutes left where about 72 were. The default demo's FC6-8 steps keep their weight;
+    minutes left where 77 were. The default demo's FC6-8 steps keep their weight;
     linear-fmnist's setting `all` (every layer) is not the VOC ALL setting."""
     from dcbench.demo import ALL_SETTING, WEIGHTS, plan
 
