@@ -94,21 +94,22 @@ class Step:
     kind: str
     label: str
     run: Callable[[], Any]
+    # minutes it takes with nothing recorded: its kind's weight, for a pretraining step scaled
+    # by its passes against the default demo's, for a VOC eval plus its ALL setting's
+    minutes: float
     command: str = ""           # the equivalent dcbench command line
     ckpt: str | None = None     # an eval step's checkpoint
     # an eval step's (runs not yet recorded, runs in all): the ETA leaves out what it will skip
     pending: Callable[[], tuple[int, int]] | None = None
-    # a pretraining step's passes against the default demo's; a VOC eval's ALL setting
-    scale: float = 1.0
 
     def weight(self) -> float:
-        """Minutes this step is expected to take: its kind's, scaled by the share of its runs
+        """Minutes this step is expected to take: `minutes`, scaled by the share of its runs
         not yet recorded once its checkpoint exists."""
         if self.pending is None or self.ckpt is None or not (
                 self.ckpt.startswith("random") or Path(self.ckpt).exists()):
-            return WEIGHTS[self.kind] * self.scale
+            return self.minutes
         todo, total = self.pending()
-        return WEIGHTS[self.kind] * self.scale * (todo / max(total, 1))
+        return self.minutes * (todo / max(total, 1))
 
 
 def _flag(key: str, value: Any) -> str:
@@ -134,8 +135,8 @@ def _pretrain_step(method: str, out: Path, settings: dict[str, Any],
         scale = (settings["epochs"] * settings.get("reassign", 1)
                  / (default["epochs"] * default.get("reassign", 1)))
     return Step(kind or method, f"pretrain {method} -> {out}",
-                lambda: run_pretraining(opts, command=command), command,
-                str(out / "checkpoint.pth.tar"), scale=scale)
+                lambda: run_pretraining(opts, command=command),
+                WEIGHTS[kind or method] * scale, command, str(out / "checkpoint.pth.tar"))
 
 
 def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
@@ -156,8 +157,7 @@ def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
     where = f" ({', '.join(overrides)})" if overrides else ""
     extra = ALL_SETTING.get(task, 0.0) if "all" in settings else 0.0
     return Step(task, f"eval {task}{where} on {name}", lambda: run_eval(opts, command=command),
-                command, ckpt, lambda: unrecorded(opts),
-                scale=(WEIGHTS[task] + extra) / WEIGHTS[task])
+                WEIGHTS[task] + extra, command, ckpt, lambda: unrecorded(opts))
 
 
 def run_dir(results: Path, method: str) -> Path:
