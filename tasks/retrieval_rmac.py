@@ -120,6 +120,7 @@ def measure(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCont
                   for rs_ in zip(*per_scale)]
         return merged, skipped
 
+    rs = build_retrieval(ds, ctx.data_root)      # both sets read (and checked) before work
     rs_other = build_retrieval(other, ctx.data_root)
     regional, skipped_w = regions(rs_other, other, "database", cfg["whiten_images"])
     whiten_count = sum(r is not None for r in regional) + skipped_w
@@ -128,7 +129,6 @@ def measure(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCont
         raise DcbenchError(f"{other}: no readable image to learn the whitening from")
     whitening = fit_whitening(torch.cat(kept), cfg["pca_dim"])
 
-    rs = build_retrieval(ds, ctx.data_root)
     db_regional, skipped_db = regions(rs, ds, "database")
     q_regional, skipped_q = regions(rs, ds, "query")
     db = _vectors(db_regional, whitening)

@@ -17,6 +17,7 @@ from PIL import Image
 
 from dcbench.cli import main
 from dcbench.data import build_dataset, validate_dataset
+from dcbench.data.build_digests import write_digests
 from dcbench.data.fashion_mnist import FILES, read_idx
 from dcbench.data.oxford_paris import RetrievalSet, load_retrieval_set
 from dcbench.data.retrieval_builder import GOOD, OK, SETS, SIZES, build_fmnist_retrieval
@@ -90,7 +91,8 @@ def test_rebuild_is_byte_identical(built: Path, tmp_path: Path) -> None:
     again = build_fmnist_retrieval(tmp_path / "again", "fmnist-oxford", FMNIST, quick=True,
                                    show_progress=False)
     first = hashes(built / "fmnist-oxford-quick")
-    assert hashes(again) == first and len(first) == N_IMAGES + 4 * N_QUERIES + 3
+    # images, 4 gt files per query, the gnd pickle, scenes.json, BUILD_INFO.json, DIGESTS.json
+    assert hashes(again) == first and len(first) == N_IMAGES + 4 * N_QUERIES + 4
     # the same call on a finished build returns it untouched; a different one refuses
     assert build_fmnist_retrieval(again, "fmnist-oxford", FMNIST, quick=True,
                                   show_progress=False) == again
@@ -194,6 +196,7 @@ def test_revisited_box_and_index_checked(broken) -> None:
 def test_cli_exit_2_one_line(broken, monkeypatch, capsys) -> None:
     root, rs = broken
     (root / "gt" / f"{rs.queries[0]}_junk.txt").unlink()
+    write_digests(root)     # as a user's own tree (no digests to catch it): the parser must
     monkeypatch.setattr(sys, "argv", ["dcbench", "data", "validate", "fmnist-oxford-quick",
                                       "--root", str(root)])
     with pytest.raises(SystemExit) as e:

@@ -57,8 +57,8 @@ def test_same_seed_same_bytes_other_seed_differs(quick_voc: Path, tmp_path: Path
     first = _hashes(quick_voc)
     again = _hashes(build_fmnist_voc(tmp_path / "a", FMNIST, quick=True, show_progress=False))
     assert again == first
-    # 192 JPEGs + 192 XMLs + 2 x 192 PNGs + 4 + 4 + 40 lists + BUILD_INFO
-    assert len(first) == 4 * N_QUICK + 4 + 4 + 40 + 1
+    # 192 JPEGs + 192 XMLs + 2 x 192 PNGs + 4 + 4 + 40 lists + BUILD_INFO + DIGESTS
+    assert len(first) == 4 * N_QUICK + 4 + 4 + 40 + 2
     other = _hashes(build_fmnist_voc(tmp_path / "b", FMNIST, quick=True, seed=1,
                                      show_progress=False))
     jpgs = [k for k in first if k.endswith(".jpg")]

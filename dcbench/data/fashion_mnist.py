@@ -23,6 +23,7 @@ FILES = {
 }
 SIZES = {"train": 60000, "test": 10000}
 MEAN, STD = 0.2860, 0.3530
+MAX_IDX_BYTES = 2**31             # EMNIST, the largest MNIST-format set, is ~0.6 GB
 
 
 def _open(path: Path):
@@ -57,9 +58,13 @@ def _read_header(path: Path, magic: int) -> tuple[int, ...]:
 
 def read_idx(path: Path, magic: int) -> np.ndarray:
     dims = _read_header(path, magic)
-    raw = _read(path)
     offset = 4 + 4 * len(dims)
-    want = int(np.prod(dims))
+    want = int(np.prod([int(d) for d in dims]))
+    if want > MAX_IDX_BYTES:       # a header (or gzip bomb) that would exhaust memory
+        raise DataError(f"{path}: its header claims {' x '.join(map(str, dims))} = {want:,} "
+                        f"bytes, over the {MAX_IDX_BYTES:,} an MNIST-format set can hold; "
+                        f"re-install the dataset")
+    raw = _read(path, offset + want)        # never more than the header promises
     if len(raw) - offset < want:
         raise DataError(f"{path} is truncated ({len(raw) - offset} of {want} bytes)")
     return np.frombuffer(raw, dtype=np.uint8, count=want, offset=offset).reshape(dims)

@@ -21,7 +21,6 @@ fmnist-paris (dcbench/data/retrieval_builder.py) are written in both layouts.
 from __future__ import annotations
 
 import os
-import pickle
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from dcbench.data.registry import (
 from dcbench.data.retrieval_images import retrieval_images
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
+from dcbench.safe_pickle import load_plain
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -102,10 +102,15 @@ class RetrievalSet:
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header only."""
+    """(width, height) from the header only; a header past PIL's pixel limit (a
+    decompression bomb) is named, as everywhere dcbench opens images (data/image_file.py)."""
+    from dcbench.data.image_file import too_large
+
     try:
         with Image.open(path) as im:
             return im.size
+    except Image.DecompressionBombError as e:
+        raise too_large(path, e) from None
     except (OSError, ValueError) as e:
         raise DataError(f"cannot read query image {path} ({type(e).__name__}); replace it "
                         f"with the original file") from None
@@ -129,8 +134,20 @@ def _gt_dir(root: Path) -> Path:
                     f"_good.txt, _ok.txt, _junk.txt: the ground-truth archive, unpacked)")
 
 
+def _read_text(path: Path) -> str:
+    """A ground-truth text file; bytes that are not UTF-8 are named with their line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line} is not UTF-8 text (byte 0x{data[e.start]:02x}); the "
+                        f"ground-truth files are plain text: fix that line or restore the "
+                        f"file from the archive") from None
+
+
 def _names(path: Path, known: set[str]) -> list[str]:
-    names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    names = [ln.strip() for ln in _read_text(path).splitlines() if ln.strip()]
     for n in names:
         if n not in known and n not in PARIS_CORRUPT:
             raise DataError(f"{path} lists image {n}, which is not in {path.parent.parent}/jpg/"
@@ -142,6 +159,38 @@ def _indices(names: list[str], row: dict[str, int]) -> np.ndarray:
     return np.array(sorted(row[n] for n in set(names)), dtype=np.int64)
 
 
+def _name_list(value: object, path: Path, field: str) -> list[str]:
+    """imlist / qimlist: a list of distinct image names."""
+    if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
+        raise DataError(f"{path}: '{field}' is a {type(value).__name__}, expected a list of "
+                        f"image names (strings): replace the file with the original")
+    seen: set[str] = set()
+    for n in value:
+        if n in seen:
+            raise DataError(f"{path}: '{field}' names image {n} twice; expected each image "
+                            f"once: replace the file with the original")
+        seen.add(n)
+    return list(value)
+
+
+def _index_list(value: object, path: Path, where: str, n_images: int) -> np.ndarray:
+    """A gnd entry's easy / hard / junk: whole numbers indexing imlist (0.5 is not 0)."""
+    arr = np.asarray(value if value is not None else [])
+    if arr.dtype.kind == "f" and arr.size and np.all(np.isfinite(arr)) \
+            and np.all(arr == np.round(arr)):
+        arr = arr.astype(np.int64)           # 3.0 from a float array: the index 3
+    if arr.size and arr.dtype.kind not in "iu":
+        shown = next((v for v in arr.reshape(-1).tolist()
+                      if not (isinstance(v, int) and not isinstance(v, bool))), arr.dtype)
+        raise DataError(f"{where} holds {shown!r}; expected whole-number indices into imlist "
+                        f"(0..{n_images - 1}): replace the file with the original")
+    idx = np.unique(arr.astype(np.int64).reshape(-1))
+    if idx.size and (idx[0] < 0 or idx[-1] >= n_images):
+        bad = int(idx[0]) if idx[0] < 0 else int(idx[-1])
+        raise DataError(f"{where} index {bad} is outside imlist (0..{n_images - 1})")
+    return idx
+
+
 def _load_revisited(root: Path, jpg: set[str]) -> Revisited | None:
     found = sorted(root.glob("gnd_*.pkl"))
     if not found:
@@ -151,13 +200,18 @@ def _load_revisited(root: Path, jpg: set[str]) -> Revisited | None:
         raise DataError(f"{root} holds {len(found)} revisited files ({names}); keep the one "
                         f"of this set (gnd_roxford5k.pkl or gnd_rparis6k.pkl)")
     path = found[0]
-    try:
-        with open(path, "rb") as f:
-            cfg = pickle.load(f)
-        images, qimages, gnd = list(cfg["imlist"]), list(cfg["qimlist"]), list(cfg["gnd"])
-    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError) as e:
-        raise DataError(f"{path} is not a revisited ground truth ({type(e).__name__}: {e}); "
-                        f"expected a dict with imlist, qimlist and gnd") from None
+    cfg = load_plain(path, "revisited ground truth (gnd_r*.pkl)")
+    if not isinstance(cfg, dict) or not {"imlist", "qimlist", "gnd"} <= set(cfg):
+        got = (f"a dict with keys {sorted(map(str, cfg))}" if isinstance(cfg, dict)
+               else f"a {type(cfg).__name__}")
+        raise DataError(f"{path} holds {got}; expected a dict with imlist, qimlist and gnd: "
+                        f"replace it with the original file")
+    images = _name_list(cfg["imlist"], path, "imlist")
+    qimages = _name_list(cfg["qimlist"], path, "qimlist")
+    gnd = cfg["gnd"]
+    if not isinstance(gnd, (list, tuple)):
+        raise DataError(f"{path}: 'gnd' is a {type(gnd).__name__}, expected a list of one "
+                        f"dict per query: replace the file with the original")
     if len(gnd) != len(qimages):
         raise DataError(f"{path}: {len(gnd)} gnd entries for {len(qimages)} qimlist images")
     for n in images + qimages:
@@ -166,17 +220,24 @@ def _load_revisited(root: Path, jpg: set[str]) -> Revisited | None:
                             f"the image")
     boxes, lists = [], {"easy": [], "hard": [], "junk": []}
     for q, (name, g) in enumerate(zip(qimages, gnd)):
-        box = np.asarray(g.get("bbx", []), dtype=np.float64).reshape(-1)
-        if box.shape != (4,):
-            raise DataError(f"{path}: query {q} ({name}) has no 4-number bbx")
-        _check_box(box, root / "jpg" / f"{name}.jpg", f"{path} query {q} ({name})")
+        where = f"{path}: gnd[{q}] ({name})"
+        if not isinstance(g, dict):
+            raise DataError(f"{where} is a {type(g).__name__}, expected a dict with bbx, "
+                            f"easy, hard and junk: replace the file with the original")
+        try:
+            box = np.asarray(g.get("bbx", []), dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            box = np.zeros(0)
+        if box.shape != (4,) or not np.all(np.isfinite(box)):
+            raise DataError(f"{where} 'bbx' is not 4 finite numbers (x1 y1 x2 y2)")
+        _check_box(box, root / "jpg" / f"{name}.jpg", where)
         boxes.append(box)
         for kind, out in lists.items():
-            idx = np.unique(np.asarray(g.get(kind, []), dtype=np.int64).reshape(-1))
-            if idx.size and (idx[0] < 0 or idx[-1] >= len(images)):
-                raise DataError(f"{path}: query {q} ({name}) '{kind}' index {int(idx[-1])} "
-                                f"is outside imlist (0..{len(images) - 1})")
-            out.append(idx)
+            out.append(_index_list(g.get(kind), path, f"{where} '{kind}'", len(images)))
+        if not (lists["easy"][-1].size or lists["hard"][-1].size):
+            raise DataError(f"{where} has no easy and no hard positive; every query of the "
+                            f"revisited protocol has some (its mAPs would be dropped): "
+                            f"replace the file with the original")
     return Revisited(path, images, qimages, np.array(boxes).reshape(-1, 4), lists["easy"],
                      lists["hard"], lists["junk"])
 
@@ -210,7 +271,7 @@ def load_retrieval_set(root: Path) -> RetrievalSet:
     qimages, boxes, lists = [], [], {"good": [], "ok": [], "junk": []}
     for q in queries:
         qfile = gt / f"{q}_query.txt"
-        parts = qfile.read_text().split()
+        parts = _read_text(qfile).split()
         if len(parts) != 5:
             raise DataError(f"{qfile}: expected one line '<image> x1 y1 x2 y2', got "
                             f"{len(parts)} fields")

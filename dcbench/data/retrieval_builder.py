@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from dcbench.data import voc_scenes as vs
+from dcbench.data.build_digests import verify
 from dcbench.data.fashion_mnist import FILES, read_idx
 from dcbench.data.registry import resolve_root
 from dcbench.data.voc_builder import publish_build, reuse_build
@@ -266,7 +267,8 @@ def _write(tmp: Path, name: str, seed: int, sizes: dict[str, int], s: Source,
 
 
 def check_current(root: Path) -> None:
-    """Refuse a set an older builder wrote: its scenes differ from today's."""
+    """Refuse a set an older builder wrote (its scenes differ from today's) or one whose files
+    changed since its build (a planted gnd pickle: build_digests.py)."""
     try:
         got = json.loads((root / "BUILD_INFO.json").read_text()).get("builder_version")
     except (OSError, ValueError):
@@ -275,6 +277,7 @@ def check_current(root: Path) -> None:
         raise DataError(f"{root} was built by retrieval builder version {got}, this dcbench "
                         f"builds version {BUILDER_VERSION}; delete the folder and run again "
                         f"(it is rebuilt)")
+    verify(root)
 
 
 def build_fmnist_retrieval(target: Path, name: str, fmnist_root: Path | None = None,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dcbench.data.build_digests import verify, write_digests
 from dcbench.data.fashion_mnist import FILES, read_idx
 from dcbench.data.registry import resolve_root
 from dcbench.data.voc_scenes import FMNIST_VOC_CLASSES, Pool, Scene, VocObject, make_scene
@@ -123,8 +124,9 @@ def _is_build(out: Path, info: dict) -> bool:
 
 
 def check_current(root: Path) -> None:
-    """Refuse a set an older builder wrote (its scenes differ from today's): numbers from it
-    would not be comparable with records made on the current set."""
+    """Refuse a set an older builder wrote (its scenes differ from today's: numbers from it
+    would not be comparable with records made on the current set) or one whose files changed
+    since its build (build_digests.py)."""
     try:
         got = json.loads((root / "BUILD_INFO.json").read_text()).get("builder_version")
     except (OSError, ValueError):
@@ -134,6 +136,7 @@ def check_current(root: Path) -> None:
         raise DataError(f"{root} was built by fmnist-voc builder version {got}, this dcbench "
                         f"builds version {BUILDER_VERSION}; delete the folder and run again "
                         f"(it is rebuilt)")
+    verify(root)
 
 
 def _write_tree(tmp: Path, pools: dict[str, Pool], seed: int, sizes: dict[str, int],
@@ -202,6 +205,7 @@ def publish_build(out: Path, info: dict, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp)
     try:
         write(tmp)
+        write_digests(tmp)
         (tmp / "BUILD_INFO.json").write_text(json.dumps(info, indent=2) + "\n")
         try:
             os.rename(tmp, out)
