@@ -14,7 +14,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def _file_mode() -> int:
@@ -24,9 +24,18 @@ def _file_mode() -> int:
     return 0o666 & ~umask
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (temp file + fsync + rename)."""
+def through_links(path: str | os.PathLike) -> Path:
+    """The file a write to `path` must replace: a symlink's target, so that a link (a
+    records.jsonl shared by several results folders) stays a link instead of being
+    replaced by a regular file by the rename."""
     path = Path(path)
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write `data` to `path` atomically (temp file + fsync + rename); a symlink is written
+    through (its target is replaced, the link kept)."""
+    path = through_links(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -108,13 +117,38 @@ def locked(path: str | os.PathLike,
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def hold_or_refuse(path: str | os.PathLike, what: str) -> IO[str]:
+    """Take an exclusive lock on `path + '.lock'` for as long as the returned file stays open
+    (the process's life: the OS drops it even on kill -9), or refuse in one line if another
+    process holds it; the holder's pid is written into the lock file for that message."""
+    from dcbench.errors import DcbenchError
+
+    path = Path(path)
+    lock_path = path.parent / f".{path.name}.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(lock_path, "a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "unknown"
+        lock.close()
+        raise DcbenchError(f"{what} {path} is in use by another dcbench process (pid "
+                           f"{holder}); wait for it to finish or choose another {what}") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"{os.getpid()}\n")
+    lock.flush()
+    return lock
+
+
 def atomic_append_lines(path: str | os.PathLike, lines: list[str]) -> None:
     """Append whole lines to a text file so that it never holds a partial line.
 
     The file is rewritten (old content + new lines) under a lock and renamed into place:
     concurrent writers serialise, and a crash leaves the file as it was before.
     """
-    path = Path(path)
+    path = through_links(path)          # one lock for every link to the same file
     with locked(path):
         old = path.read_bytes() if path.exists() else b""
         if old and not old.endswith(b"\n"):

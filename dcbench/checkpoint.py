@@ -14,6 +14,7 @@ import hashlib
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,6 +109,8 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
         raise CheckpointError(f"{p} is not a PyTorch checkpoint (neither torch.save's zip nor "
                               f"a pickle); pass a file written by torch.save")
+    if head.startswith(b"PK\x03\x04"):
+        _check_crc(p)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -124,6 +127,102 @@ def read_file(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise CheckpointError(f"{p} holds a {type(obj).__name__}, not a checkpoint dict; "
                               f"save a state dict or {{'state_dict': ...}}")
+    _check_fields(obj, p)
+    return obj
+
+
+def _check_crc(p: Path) -> None:
+    """torch.load does not check the zip's CRCs: a flipped byte inside a tensor loads as a
+    wrong weight (-8.4e36) and would be evaluated and recorded. zipfile does check them."""
+    try:
+        with zipfile.ZipFile(p) as z:
+            unpacked = sum(i.file_size for i in z.infolist())
+            if unpacked > 2 * p.stat().st_size + 2**20:   # torch.save stores, never packs
+                raise CheckpointError(f"{p} unpacks to {unpacked:,} bytes from "
+                                      f"{p.stat().st_size:,} (compressed members: not written "
+                                      f"by torch.save, possibly a zip bomb); {_recovery(p)}")
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{p} is truncated or corrupt ({type(e).__name__}); "
+                              f"{_recovery(p)}") from None
+    if bad is not None:
+        raise CheckpointError(f"{p} is corrupt: its member {shown(bad)} fails the zip CRC "
+                              f"check (bytes changed after it was written); {_recovery(p)}")
+
+
+# the fields of dcbench's and DeepCluster's format, with what each must hold where present
+_FIELDS: dict[str, tuple[tuple[type, ...], str]] = {
+    "epoch": ((int,), "a whole number of epochs"),
+    "iteration": ((int,), "a whole number"),
+    "arch": ((str,), "an arch name"),
+    "method": ((str,), "a method name"),
+    "k": ((int,), "a whole number of clusters"),
+    "seed": ((int,), "a whole number"),
+    "state_dict": ((dict,), "a dict of parameter name -> tensor"),
+    "optimizer": ((dict,), "an optimizer state dict"),
+    "config": ((dict,), "a dict of options"),
+    "history": ((list,), "a list of per-epoch rows"),
+}
+
+
+def _check_fields(obj: dict[str, Any], p: Path) -> None:
+    """Values of the known fields have their types (epoch 'abc' is refused, not recorded);
+    a state dict's keys are strings and its values tensors, floating for weights."""
+    if "state_dict" not in obj and not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        other = next(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
+        raise CheckpointError(f"{p} has no 'state_dict' and is not a state dict itself "
+                              f"(entry {shown(other)} is of type {type(obj[other]).__name__}, "
+                              f"not a tensor); "
+                              f"expected {{'state_dict': model.state_dict(), ...}} or "
+                              f"model.state_dict()")
+    for key, (types, what) in _FIELDS.items():
+        value = obj.get(key)
+        if key in obj and value is not None and (
+                not isinstance(value, types) or isinstance(value, bool)):
+            raise CheckpointError(f"{p}: field '{key}' is {shown(value)} "
+                                  f"({type(value).__name__}); expected {what}")
+    for key in ("epoch", "k", "seed", "iteration"):
+        if isinstance(obj.get(key), int) and obj[key] < 0:
+            raise CheckpointError(f"{p}: field '{key}' is {obj[key]}; expected 0 or more")
+    state = obj.get("state_dict", obj)
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise CheckpointError(f"{p}: state_dict key {shown(key)} is a "
+                                  f"{type(key).__name__}, not a parameter name")
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(f"{p}: state_dict entry {shown(key)} is a "
+                                  f"{type(value).__name__}, not a tensor")
+        if not value.is_floating_point() and not key.endswith("num_batches_tracked"):
+            raise CheckpointError(f"{p}: state_dict entry {shown(key)} holds {value.dtype} "
+                                  f"values; weights and buffers are floating point (only "
+                                  f"num_batches_tracked counts in integers)")
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """A value as it may appear in a one-line message: control characters escaped (a key
+    holding a newline cannot print a fake second line), long values cut."""
+    text = repr(value) if not isinstance(value, str) else "'" + value.encode(
+        "unicode_escape").decode("ascii").replace("'", "\\'") + "'"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def read_resumable(path: str | os.PathLike, needs: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A run folder's checkpoint, checked for what an exact resume needs before anything of
+    it is used: the weights (finite: a diverged run is not continued), the optimizer state,
+    the epoch, and the method's own fields `needs`."""
+    p = Path(path)
+    obj = read_file(p)
+    for key in ("state_dict", "optimizer", "epoch", *needs):
+        if obj.get(key) is None:
+            raise CheckpointError(f"{p} has no {key} ({'None' if key in obj else 'absent'}), "
+                                  f"so the run cannot resume exactly from it; "
+                                  f"{_recovery(p)}")
+    bad = [k for k, v in obj["state_dict"].items()
+           if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{p} holds NaN or inf values in {_short(bad, 3)}: the run "
+                              f"diverged before it was saved; {_recovery(p)}, with a lower "
+                              f"--lr")
     return obj
 
 
@@ -144,8 +243,8 @@ def normalize_keys(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     out = {}
     for key, value in state.items():
         if not isinstance(value, torch.Tensor):
-            raise CheckpointError(f"state_dict entry '{key}' is a {type(value).__name__}, "
-                                  f"not a tensor")
+            raise CheckpointError(f"state_dict entry {shown(key)} is a "
+                                  f"{type(value).__name__}, not a tensor")
         k = key[len("module."):] if key.startswith("module.") else key
         out[k.replace(".module.", ".")] = value
     return out
@@ -189,6 +288,7 @@ def closest_arch(state: dict[str, torch.Tensor], sobel: bool) -> str:
 
 
 def _short(keys: list[str], n: int = 6) -> str:
+    keys = [shown(k)[1:-1] for k in keys]       # escaped, without the quotes
     return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
 
@@ -247,6 +347,13 @@ def _random(spec: str) -> tuple[Trunk, CheckpointInfo]:
     return model, info
 
 
+def _arch_of(state: dict[str, torch.Tensor], path: Path) -> str:
+    try:
+        return infer_arch(state)
+    except CheckpointError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
 def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, CheckpointInfo]:
     """Any checkpoint dcbench reads -> (trunk in eval mode on `device`, where it came from).
 
@@ -267,10 +374,10 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
     if "state_dict" in obj:
         state = normalize_keys(obj["state_dict"])
         fmt = "dcbench" if "dcbench_version" in obj else "deepcluster"
-        arch = obj.get("arch") or infer_arch(state)
+        arch = obj.get("arch") or _arch_of(state, path)
     else:
         state = normalize_keys(obj)
-        fmt, arch = "state_dict", infer_arch(state)
+        fmt, arch = "state_dict", _arch_of(state, path)
     if arch not in MODELS:
         raise CheckpointError(f"{path}: arch '{arch}' is not one of {', '.join(MODELS)}")
     if known and known.get("arch") not in (None, arch):

@@ -52,7 +52,13 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
         for idx, _, feats, _ in iter_taps(frozen, loader, [FEATURE_TAP], device, desc=desc,
                                           amp=amp):
             if len(idx):
-                yield idx, feats[FEATURE_TAP]
+                x = feats[FEATURE_TAP]
+                if not torch.isfinite(x).all():
+                    raise DcbenchError(
+                        "the trunk's features hold NaN or inf at the clustering pass (the "
+                        "weights diverged, or overflowed in reduced precision): lower --lr, "
+                        "or pass --amp off")
+                yield idx, x
 
     t0 = time.time()
     raw: list[tuple[np.ndarray, torch.Tensor]] = []

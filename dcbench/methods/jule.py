@@ -34,7 +34,7 @@ import torch
 from torch.nn import functional as F
 
 from dcbench import distributed as dist
-from dcbench.checkpoint import load_into, read_file, save_checkpoint
+from dcbench.checkpoint import load_into, read_resumable, save_checkpoint
 from dcbench.clustering.agglomerative import (
     agglomerate,
     knn_graph,
@@ -202,14 +202,18 @@ def run(opts: dict[str, Any], command: str = "") -> dict[str, Any]:
                            f"--set target=K")
     if target >= n:
         raise DcbenchError(f"target {target} clusters needs more than the {n} images")
+    if cfg["k_s"] >= n:
+        raise DcbenchError(f"k_s {cfg['k_s']}: each image has only {n - 1} neighbours among "
+                           f"the {n} images; expected k_s in 1..{n - 1} (JULE uses 20)")
+    ckpt = (read_resumable(run_dir.checkpoint, ("iteration", "history", "labels"))
+            if opts.get("resume") and run_dir.checkpoint.exists() else None)
     run_dir.create(cfg)                     # only once the inputs are checked
     print_config(cfg)
     model = prepare(build_model(cfg["arch"], sobel=False, seed=cfg["seed"]), device)
     opt = torch.optim.SGD(model.parameters(), lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["wd"])
     period, iteration, history, labels = 0, 0, [], None
-    if opts.get("resume") and run_dir.checkpoint.exists():
-        ckpt = read_file(run_dir.checkpoint)
+    if ckpt is not None:
         load_into(model, ckpt["state_dict"], str(run_dir.checkpoint))
         opt.load_state_dict(ckpt["optimizer"])
         period, iteration = int(ckpt["epoch"]) + 1, int(ckpt["iteration"])

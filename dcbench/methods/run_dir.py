@@ -15,11 +15,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
-from dcbench.atomic import atomic_numpy_save, atomic_write_text, check_writable_dir
+from dcbench.atomic import (
+    atomic_numpy_save,
+    atomic_write_text,
+    check_writable_dir,
+    hold_or_refuse,
+)
 from dcbench.errors import DcbenchError
 from dcbench.methods.config import differences
 from dcbench.progress import say
@@ -32,6 +37,7 @@ def _shown(cfg: dict[str, Any], key: str) -> str:
 class RunDir:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self._lock: IO[str] | None = None
 
     # -- paths ------------------------------------------------------------------------
     @property
@@ -57,15 +63,23 @@ class RunDir:
         """Whether a run here finished at least one epoch (a checkpoint or a log line)."""
         return self.checkpoint.exists() or bool(self.read_log())
 
-    def check(self, config: dict[str, Any], resume: bool) -> None:
-        """Refuse what cannot start here, writing nothing: called before any work."""
+    def check(self, config: dict[str, Any], resume: bool, lock: bool = True) -> None:
+        """Refuse what cannot start here, writing nothing but the lock: called before any
+        work. `lock` (the main process of a run) holds --out for this process's life, so a
+        second run started into the same folder is refused instead of mixing their files."""
         check_writable_dir(self.path, "--out")
+        if lock and self._lock is None:
+            self._lock = hold_or_refuse(self.path, "--out")
         if self.config_path.exists() and self.completed():
             try:
                 saved = json.loads(self.config_path.read_text())
             except (OSError, ValueError) as e:
                 raise DcbenchError(f"{self.config_path} is unreadable ({e}); move the folder "
                                    f"away or choose another --out") from None
+            if not isinstance(saved, dict):
+                raise DcbenchError(f"{self.config_path} holds a JSON {type(saved).__name__}, "
+                                   f"not a run config (an object of options); restore it, or "
+                                   f"move the folder away or choose another --out")
             if not resume:
                 raise DcbenchError(f"{self.path} already holds a run; pass --resume to "
                                    f"continue it or choose another --out")
@@ -92,9 +106,24 @@ class RunDir:
 
     # -- log ----------------------------------------------------------------------------
     def read_log(self, upto: int | None = None) -> list[dict[str, Any]]:
+        """The epoch rows; a line that is not one (edited, junk appended) names file and line:
+        resuming on a log it cannot read would rewrite it without that line."""
         if not self.log_path.exists():
             return []
-        rows = [json.loads(x) for x in self.log_path.read_text().splitlines() if x.strip()]
+        rows = []
+        for n, line in enumerate(self.log_path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                ok = isinstance(row, dict) and isinstance(row.get("epoch"), int)
+            except ValueError:       # bad JSON or bytes that are not UTF-8
+                ok = False
+            if not ok:
+                raise DcbenchError(f"{self.log_path}:{n} is not an epoch record (expected a "
+                                   f"JSON object with an integer 'epoch'); fix or delete that "
+                                   f"line, or choose another --out")
+            rows.append(row)
         return [r for r in rows if upto is None or r["epoch"] <= upto]
 
     def write_log(self, rows: list[dict[str, Any]]) -> None:
@@ -113,4 +142,15 @@ class RunDir:
         npy, meta = self.assignment_path(epoch), self.assignment_path(epoch).with_suffix(".json")
         if not (npy.exists() and meta.exists()):
             return None
-        return np.load(npy, allow_pickle=False).astype(np.int64), json.loads(meta.read_text())
+        try:
+            assignment = np.load(npy, allow_pickle=False)
+            stats = json.loads(meta.read_text())
+            ok = (isinstance(assignment, np.ndarray) and assignment.ndim == 1
+                  and assignment.dtype.kind in "iu" and isinstance(stats, dict))
+        except (OSError, ValueError, EOFError):
+            ok = False
+        if not ok:
+            raise DcbenchError(f"{npy} (or its .json) is not a saved assignment (expected a 1-D "
+                               f"integer array and a JSON object); delete both files and "
+                               f"--resume clusters that epoch again")
+        return assignment.astype(np.int64), stats

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dcbench import distributed as dist
-from dcbench.checkpoint import load_into, read_file, save_checkpoint
+from dcbench.checkpoint import load_into, read_resumable, save_checkpoint
 from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset, targets_of
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
@@ -74,7 +74,15 @@ class Session:
         return lr
 
     def save(self, epoch: int) -> None:
-        """Checkpoint (with the log history inside), optional kept copy, then the log view."""
+        """Checkpoint (with the log history inside), optional kept copy, then the log view.
+        Weights that diverged are not saved over the last good checkpoint (every rank checks:
+        DDP keeps their weights equal, so all stop together)."""
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise DcbenchError(f"the weights became NaN or inf during epoch {epoch} ({bad[0]}"
+                               f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''}): the "
+                               f"training diverged; not saved, the last good checkpoint is "
+                               f"kept: lower --lr and start again (or --resume)")
         if not dist.is_main():
             return
         extra = {"history": self.history, "command": self.command}
@@ -107,7 +115,7 @@ def check_max_images(cfg: dict[str, Any], available: int) -> None:
 def build_session(cfg: dict[str, Any], command: str, device: torch.device,
                   resume: bool) -> Session:
     run = RunDir(cfg["out"])
-    run.check(cfg, resume)                  # nothing is written before the inputs are checked
+    run.check(cfg, resume, lock=dist.is_main())   # nothing but the lock before the checks
     spec = get_dataset_spec(cfg["data"])
     common = {"size": spec.size, "mean": spec.mean, "std": spec.std, "native": spec.native}
     train_t = make_transform("train", min_scale=cfg["min_scale"], **common)
@@ -121,6 +129,8 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
             and cfg["k"] > len(cluster_set):
         raise DcbenchError(f"--k {cfg['k']} is larger than the {len(cluster_set)} images to "
                            f"cluster; lower --k or raise --max-images")
+    # a checkpoint that cannot be resumed is refused before the config is rewritten
+    ckpt = read_resumable(run.checkpoint) if resume and run.checkpoint.exists() else None
     if dist.is_main():
         run.create(cfg)
     dist.barrier()
@@ -139,8 +149,7 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
     if session.missing_images:
         say(f"{session.missing_images} listed images do not exist and are skipped (counted as "
             f"missing_images in log.jsonl)")
-    if resume and run.checkpoint.exists():
-        ckpt = read_file(run.checkpoint)
+    if ckpt is not None:
         load_into(model, {k: v for k, v in ckpt["state_dict"].items()}, str(run.checkpoint))
         model.to(device)
         opt.load_state_dict(ckpt["optimizer"])
