@@ -23,6 +23,15 @@ def _command_line() -> str:
 # dcbench.models.MODELS without JULE's nets (a test keeps them equal)
 ARCHS = ("alexnet", "vgg16", "alexnet-small", "alexnet-small-wide")
 METHODS = ("deepcluster", "supervised", "jule")
+SEED_MAX = 2**32 - 1    # numpy's legacy seeds (np.random.seed); torch's go to 2**64 - 1
+
+
+def _check_seed(seed: int | None, example: int) -> None:
+    """A seed past what numpy and torch take failed mid-run (after pretrain had written its
+    run folder) as an overflow: refuse it first, with the range."""
+    from dcbench.schema import Field, check_value
+
+    check_value("--seed", seed, Field(int, 0, SEED_MAX, example=example))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -104,6 +113,7 @@ def pretrain(**opts) -> None:
     from dcbench.eval_request import parse_value
     from dcbench.methods import run_pretraining
 
+    _check_seed(opts["seed"], 31)
     sets = {}
     for item in opts.pop("method_sets"):
         if "=" not in item:
@@ -140,6 +150,7 @@ def eval_cmd(**opts) -> None:
     """Run one task of the registry on any checkpoint and record the result."""
     from dcbench.eval_request import check_request
 
+    _check_seed(opts["seed"], 0)
     request = check_request(opts)   # a bad request is refused before torch loads (~1 s)
     from dcbench.evaluate import run_eval
 

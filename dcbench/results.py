@@ -30,9 +30,20 @@ DEFAULT_RESULTS_DIR = Path("results")
 
 
 def results_dir(override: str | os.PathLike | None = None) -> Path:
+    """--results, else $DCBENCH_RESULTS, else results/. An empty value is refused: as a
+    path it is the current folder, where records would land unnoticed."""
+    from dcbench.errors import DcbenchError
+
     if override is not None:
+        if not str(override).strip():
+            raise DcbenchError("--results is empty; pass a results folder, e.g. --results "
+                               "results")
         return Path(override)
-    return Path(os.environ.get("DCBENCH_RESULTS", DEFAULT_RESULTS_DIR))
+    env = os.environ.get("DCBENCH_RESULTS")
+    if env is not None and not env.strip():
+        raise DcbenchError("DCBENCH_RESULTS is set but empty; set it to a results folder "
+                           "(export DCBENCH_RESULTS=results) or unset it (default: results)")
+    return Path(env) if env is not None else DEFAULT_RESULTS_DIR
 
 
 def records_path(results: str | os.PathLike | None = None) -> Path:
@@ -145,18 +156,17 @@ def record_problem(obj: Any) -> str | None:
     return None
 
 
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """All records of a file (an absent file has none). A line that is not a record (bad
-    JSON, or JSON without the record's fields) is skipped with a warning naming file and
-    line: one bad line never hides the others or stops a report."""
+def parse_records(path: str | os.PathLike
+                  ) -> tuple[list[dict[str, Any]], list[tuple[int, str, str]]]:
+    """(records, [(line number, line, why it is not a record)]) of a file; none if absent."""
     p = Path(path)
     if not p.exists():
-        return []
+        return [], []
     if not p.is_file():
         from dcbench.errors import DcbenchError
         raise DcbenchError(f"{p} is not a file; --results must be a folder holding "
                            f"records.jsonl")
-    out = []
+    out, bad = [], []
     for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
         if not line.strip():
             continue
@@ -167,9 +177,20 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
             why = f"not JSON: {e.msg}"
         if why is None:
             out.append(obj)
-        elif (str(p), n, line) not in _warned:
-            _warned.add((str(p), n, line))
-            print(f"warning: {p}:{n} is not a dcbench record ({why}); skipped (fix or "
+        else:
+            bad.append((n, line, why))
+    return out, bad
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """All records of a file (an absent file has none). A line that is not a record (bad
+    JSON, or JSON without the record's fields) is skipped with a warning naming file and
+    line: one bad line never hides the others or stops a report."""
+    out, bad = parse_records(path)
+    for n, line, why in bad:
+        if (str(path), n, line) not in _warned:
+            _warned.add((str(path), n, line))
+            print(f"warning: {path}:{n} is not a dcbench record ({why}); skipped (fix or "
                   f"delete that line)", file=sys.stderr)
     return out
 

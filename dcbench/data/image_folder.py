@@ -9,8 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from dcbench.data.image_file import UnreadableImage, open_image
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
@@ -22,12 +23,11 @@ IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tif
 
 
 def load_rgb(path: str | os.PathLike) -> Image.Image | None:
-    """Open an image as RGB, or None when it cannot be decoded (callers skip and count)."""
+    """Open an image as RGB, or None when it cannot be decoded (callers skip and count).
+    A decompression bomb is not skipped: it stops the run, named (image_file.ImageTooLarge)."""
     try:
-        with open(path, "rb") as f:
-            img = Image.open(f)
-            return img.convert("RGB")
-    except (OSError, UnidentifiedImageError, ValueError):
+        return open_image(path, "RGB")
+    except UnreadableImage:
         return None
 
 

@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from dcbench.data.fashion_mnist import FILES, read_idx, validate_idx
 from dcbench.data.gray_images import GrayImages, to_gray
+from dcbench.data.image_file import open_image
 from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
 from dcbench.errors import DataError
 
@@ -104,7 +104,8 @@ def coil_files(root: Path, n_objects: int) -> list[tuple[Path, int]]:
 def coil(n_objects: int):
     def build(root: Path, split: str, transform) -> GrayImages:
         files = coil_files(root, n_objects)
-        out = GrayImages(to_gray([Image.open(p) for p, _ in files], COIL_SIDE),
+        images = [open_image(p, "L", hint="restore it from the COIL archive") for p, _ in files]
+        out = GrayImages(to_gray(images, COIL_SIDE),
                          np.asarray([k for _, k in files]), transform)
         out.classes = [f"obj{k}" for k in range(1, n_objects + 1)]
         return out

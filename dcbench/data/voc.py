@@ -17,6 +17,7 @@ Every file a split needs is checked before any work and the first missing one is
 
 from __future__ import annotations
 
+import math
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -37,13 +38,13 @@ from dcbench.data.registry import (
     register_dataset,
 )
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dcbench.data.voc_masks import check_masks, read_mask
 from dcbench.errors import DataError
 
 if TYPE_CHECKING:
     import torch
     from torch.utils.data import Dataset
 
-VOID = 255
 _CLASS_FILE = re.compile(r"^(?P<cls>.+)_(?P<split>[^_]+)\.txt$")
 
 
@@ -87,9 +88,31 @@ def _text(node: ET.Element, tag: str, path: Path, default: str | None = None) ->
     return child.text.strip()
 
 
+_EXPECTED = {"number": "a number", "pixels": "a whole number of pixels (1 or more)",
+             "flag": "0 or 1"}
+
+
+def _field(node: ET.Element, tag: str, path: Path, kind: str,
+           default: str | None = None) -> float:
+    """A numeric field of an annotation (VOC2012 writes floats): a value that is not one
+    names the file and the field instead of ending as a bare ValueError."""
+    text = _text(node, tag, path, default)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    ok = math.isfinite(value) and (
+        kind == "number" or (value.is_integer() and (value >= 1 if kind == "pixels"
+                                                     else value in (0, 1))))
+    if not ok:
+        raise DataError(f"{path}: <{node.tag}><{tag}> is '{text[:40]}', expected "
+                        f"{_EXPECTED[kind]}; fix the annotation or re-extract the devkit")
+    return value
+
+
 def _flag(node: ET.Element, tag: str, path: Path) -> bool:
     """VOC flags are 0/1; VOC2012 omits <difficult> on some objects (read as 0)."""
-    return bool(int(float(_text(node, tag, path, default="0"))))
+    return bool(_field(node, tag, path, "flag", default="0"))
 
 
 def read_annotation(path: Path) -> VOCAnnotation:
@@ -103,13 +126,13 @@ def read_annotation(path: Path) -> VOCAnnotation:
     size = tree.find("size")
     if size is None:
         raise DataError(f"{path} has no <size> (a VOC annotation needs width and height)")
-    width, height = int(float(_text(size, "width", path))), int(float(_text(size, "height", path)))
+    width, height = (int(_field(size, t, path, "pixels")) for t in ("width", "height"))
     objects = []
     for obj in tree.findall("object"):
         bb = obj.find("bndbox")
         if bb is None:
             raise DataError(f"{path}: an <object> has no <bndbox>")
-        box = tuple(float(_text(bb, t, path)) for t in ("xmin", "ymin", "xmax", "ymax"))
+        box = tuple(_field(bb, t, path, "number") for t in ("xmin", "ymin", "xmax", "ymax"))
         if not (1 <= box[0] <= box[2] <= width and 1 <= box[1] <= box[3] <= height):
             raise DataError(f"{path}: box {box} of '{_text(obj, 'name', path)}' lies outside "
                             f"the {width}x{height} image (VOC boxes are 1-based, inclusive); "
@@ -121,10 +144,28 @@ def read_annotation(path: Path) -> VOCAnnotation:
                          _flag(tree, "segmented", path))
 
 
+def read_lines(path: Path) -> list[str]:
+    """A devkit list's lines; bytes that are not UTF-8 name the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line} is not UTF-8 text (byte 0x{data[e.start]:02x}); the "
+                        f"devkit's lists are plain text: fix that line or re-extract the "
+                        f"devkit") from None
+
+
 def read_ids(path: Path) -> list[str]:
+    """The ids of a split file; an empty one is refused here, before any training, rather
+    than when the split is first measured."""
     if not path.is_file():
         raise DataError(f"split file missing: {path}")
-    return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+    ids = [line.split()[0] for line in read_lines(path) if line.strip()]
+    if not ids:
+        raise DataError(f"{path} lists no images (expected one image id per line); fill it "
+                        f"from the devkit, or delete it if that split is not used")
+    return ids
 
 
 def voc_classes(root: Path, split: str) -> list[str]:
@@ -149,7 +190,7 @@ def class_labels(root: Path, split: str, classes: list[str], ids: list[str]) -> 
         if not path.is_file():
             raise DataError(f"per-class file missing: {path}")
         seen = 0
-        for line in path.read_text().splitlines():
+        for line in read_lines(path):
             parts = line.split()
             if not parts:
                 continue
@@ -161,6 +202,14 @@ def class_labels(root: Path, split: str, classes: list[str], ids: list[str]) -> 
         if seen != len(ids):
             raise DataError(f"{path} lists {seen} images, {split}.txt lists {len(ids)}")
     return out
+
+
+def check_classes(path: Path, annotation: VOCAnnotation, classes: list[str]) -> None:
+    """Every object must be one of the classes the per-class files name."""
+    for o in annotation.objects:
+        if o.name not in classes:
+            raise DataError(f"{path}: object '{o.name}' is not a class of the per-class files "
+                            f"({', '.join(classes)}); fix its <name> or remove that object")
 
 
 def check_files(root: Path, ids: list[str], folders: tuple[tuple[str, str], ...]) -> None:
@@ -223,14 +272,11 @@ class VOCDetection(_SplitImages):
         super().__init__(root, read_ids(root / "ImageSets" / "Main" / f"{split}.txt"), transform)
         self.classes = voc_classes(root, split)
         check_files(root, self.ids, (("JPEGImages", ".jpg"), ("Annotations", ".xml")))
-        self.annotations = [read_annotation(root / "Annotations" / f"{i}.xml") for i in self.ids]
-        known = set(self.classes)
-        for a in self.annotations:
-            for o in a.objects:
-                if o.name not in known:
-                    raise DataError(f"{root / 'Annotations' / (a.image_id + '.xml')}: object "
-                                    f"'{o.name}' is not a class of the per-class files "
-                                    f"({', '.join(self.classes)})")
+        self.annotations = []
+        for i in self.ids:
+            path = root / "Annotations" / f"{i}.xml"
+            self.annotations.append(read_annotation(path))
+            check_classes(path, self.annotations[-1], self.classes)
 
     def target(self, i: int) -> VOCAnnotation:
         return self.annotations[i]
@@ -247,8 +293,7 @@ class VOCSegmentation(_SplitImages):
         check_files(root, self.ids, (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")))
 
     def target(self, i: int) -> np.ndarray:
-        with Image.open(self.root / "SegmentationClass" / f"{self.ids[i]}.png") as m:
-            return np.asarray(m if m.mode in ("P", "L") else m.convert("L"), dtype=np.uint8)
+        return read_mask(self.root / "SegmentationClass" / f"{self.ids[i]}.png")
 
     def __getitem__(self, i: int):
         img = self.image(i)
@@ -273,8 +318,9 @@ def validate(root: Path, year: str | None = None) -> ValidationReport:
         classes = voc_classes(root, split)
         labels = class_labels(root, split, classes, ids)
         check_files(root, ids, (("JPEGImages", ".jpg"), ("Annotations", ".xml")))
-        for i in set(ids) - parsed:     # parsed up front: a bad box or file fails here
-            read_annotation(root / "Annotations" / f"{i}.xml")
+        for i in [i for i in ids if i not in parsed]:   # up front: a bad file fails here
+            path = root / "Annotations" / f"{i}.xml"
+            check_classes(path, read_annotation(path), classes)
         parsed.update(ids)
         splits[split] = len(ids)
         per_class[split] = {c: int((labels[:, k] == 1).sum()) for k, c in enumerate(classes)}
@@ -282,10 +328,13 @@ def validate(root: Path, year: str | None = None) -> ValidationReport:
         raise DataError(f"{main} holds none of train.txt, val.txt, trainval.txt, test.txt")
     notes = []
     seg = root / "ImageSets" / "Segmentation"
+    masked: set[str] = set()
     for split in ("train", "val", "trainval", "test"):
         if (seg / f"{split}.txt").is_file():
             ids = read_ids(seg / f"{split}.txt")
-            check_files(root, ids, (("SegmentationClass", ".png"),))
+            check_files(root, ids, (("JPEGImages", ".jpg"), ("SegmentationClass", ".png")))
+            check_masks(root, [i for i in ids if i not in masked], len(classes))
+            masked.update(ids)
             notes.append(f"segmentation {split}: {len(ids)} images")
     return ValidationReport(root.name, root, splits, classes, per_class, notes)
 

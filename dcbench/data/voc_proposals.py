@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dcbench.atomic import atomic_write_bytes
+from dcbench.data.voc import read_ids
 from dcbench.errors import DataError
 from dcbench.progress import bar
 
@@ -50,18 +51,23 @@ def clean_boxes(boxes: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(b[np.sort(first)])
 
 
-def read_mat_proposals(path: Path, ids: list[str], sizes: Sizes) -> dict[str, np.ndarray]:
+def read_mat_proposals(path: Path, ids: list[str], sizes: Sizes,
+                       split_ids: list[str] | None = None) -> dict[str, np.ndarray]:
     """Fast R-CNN's selective_search_data .mat for one split, as {id: (n, 4) boxes}.
 
     With `images` in the file boxes are matched by id; without, the file must hold exactly
-    the split's count, in the split's order (as pascal_voc.py assumes)."""
+    the whole split's count, in the split's order (as pascal_voc.py assumes): `split_ids`,
+    the split file's ids, when `ids` is a subset of them (max_train), else `ids`."""
     import scipy.io
 
     try:
         mat = scipy.io.loadmat(str(path))
-    except (OSError, ValueError, NotImplementedError) as e:
-        raise DataError(f"cannot read {path} as a MATLAB .mat ({e}); expected Fast R-CNN's "
-                        f"selective_search_data file (scipy reads MATLAB v5-v7)") from None
+    except Exception as e:  # noqa: BLE001  (scipy's parser raises any type on a corrupt file)
+        first = (str(e).strip().splitlines() or [""])[0][:120]
+        raise DataError(f"cannot read {path} as a MATLAB .mat ({type(e).__name__}: {first}); "
+                        f"expected Fast R-CNN's selective_search_data file (scipy reads MATLAB "
+                        f"v5-v7): replace it, or remove it to compute proposals with OpenCV"
+                        ) from None
     if "boxes" not in mat:
         keys = ", ".join(sorted(k for k in mat if not k.startswith("__"))) or "none"
         raise DataError(f"{path} has no 'boxes' variable (it holds: {keys}); expected Fast "
@@ -76,14 +82,24 @@ def read_mat_proposals(path: Path, ids: list[str], sizes: Sizes) -> dict[str, np
                             f"split (first missing: {missing[0]}); the file must be the one "
                             f"for this split")
         order = [row[i] for i in ids]
-    elif len(cells) != len(ids):
-        raise DataError(f"{path} holds boxes for {len(cells)} images and no 'images' list, the "
-                        f"split lists {len(ids)}; the file must be the one for this split")
     else:
-        order = list(range(len(ids)))
+        full = split_ids if split_ids is not None else ids
+        if len(cells) != len(full):
+            raise DataError(f"{path} holds boxes for {len(cells)} images and no 'images' list, "
+                            f"the split lists {len(full)}; the file must be the one for this "
+                            f"split")
+        row = {i: n for n, i in enumerate(full)}
+        if any(i not in row for i in ids):
+            raise DataError(f"{path}: the images asked for are not those of its split file; "
+                            f"the file must be the one for this split")
+        order = [row[i] for i in ids]
     out = {}
     for i, k, (w, h) in zip(ids, order, sizes):
-        raw = np.asarray(cells[k], dtype=np.float32)
+        try:
+            raw = np.asarray(cells[k], dtype=np.float32)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: boxes of image {i} are not numbers ({cells[k]!r:.40}); "
+                            f"expected an (n, 4) array of y1 x1 y2 x2") from None
         raw = raw.reshape(0, 4) if raw.size == 0 else raw
         if raw.ndim != 2 or raw.shape[1] != 4:
             raise DataError(f"{path}: boxes of image {i} have shape {raw.shape}, expected "
@@ -150,15 +166,10 @@ def _seed_c_rand() -> None:
 
 def _image_proposals(root: Path, image_id: str, size: tuple[int, int], params: dict) -> np.ndarray:
     """One image's OpenCV proposals (the unit the cache computes, and tests replace)."""
-    from PIL import Image
+    from dcbench.data.image_file import open_image
 
     path = root / "JPEGImages" / f"{image_id}.jpg"
-    try:
-        with Image.open(path) as im:
-            rgb = np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise DataError(f"cannot read {path} ({e}); re-extract the devkit or rebuild the "
-                        f"set") from None
+    rgb = np.asarray(open_image(path, "RGB", hint="re-extract the devkit or rebuild the set"))
     if (rgb.shape[1], rgb.shape[0]) != tuple(size):
         raise DataError(f"{path} is {rgb.shape[1]}x{rgb.shape[0]}, its annotation says "
                         f"{size[0]}x{size[1]}; fix the annotation or the image")
@@ -222,7 +233,9 @@ def proposals_for(root: Path, split: str, ids: list[str], sizes: Sizes, source: 
         if not path.is_file():
             raise DataError(f"proposal file {path} not found; pass Fast R-CNN's "
                             f"voc_<year>_{split}.mat or use source 'opencv'")
-        boxes = read_mat_proposals(path, ids, sizes)
+        listed = root / "ImageSets" / "Main" / f"{split}.txt"
+        split_ids = read_ids(listed) if listed.is_file() else None
+        boxes = read_mat_proposals(path, ids, sizes, split_ids)
         return boxes, _info("selective-search-mat", boxes, file=str(path))
     if source == "mat":
         raise DataError(f"no selective search file for {split}: put Fast R-CNN's "

@@ -11,6 +11,7 @@ it), so a fresh checkout already shows what there is to reproduce.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +23,7 @@ from dcbench.report.measured import quick_count, select
 from dcbench.report.runs import Run, find_runs
 from dcbench.report.table import Table, markdown_section, write_table
 from dcbench.report.tables import paper_tables
-from dcbench.results import load_frame, records_path, results_dir
+from dcbench.results import load_frame, parse_records, records_path, results_dir
 
 
 def build_report(results: str | os.PathLike | None = None, runs: list[str] | None = None,
@@ -36,6 +37,7 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
     are checkpoints whose filters, nearest neighbours and top activations are drawn too."""
     root = results_dir(results)
     check_inputs(root, runs, pictures)
+    check_records(records_path(root))
     frame = load_frame(records_path(root))
     if include_quick and not frame.empty:
         frame = frame.assign(quick=False)
@@ -44,6 +46,8 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
         write_table(table, root / "tables")
     found, run_notes = find_runs(root, runs, select(frame, best))
     plots = all_figures(found, frame, best)
+    for problem in run_notes + [p for r in found for p in r.problems]:   # read on: say so
+        print(f"warning: {problem}", file=sys.stderr)
     for plot in plots:
         plot.save(root / "figures")
     if pictures:        # forward passes: only for the checkpoints asked for (saves its PNGs)
@@ -79,6 +83,17 @@ def check_inputs(root: Path, runs: list[str] | None, pictures: list[str] | None 
             raise DcbenchError(f"--runs {p} holds no log.jsonl; it is not a pretraining run "
                                f"folder (dcbench pretrain --out writes one)")
     check_writable_dir(root, "--results")
+
+
+def check_records(path: Path) -> None:
+    """A records.jsonl with lines but not one record is refused before anything is written:
+    the report would be the published numbers only, looking as if nothing was recorded."""
+    records, bad = parse_records(path)
+    if bad and not records:
+        n, _, why = bad[0]
+        raise DcbenchError(f"{path} holds no dcbench record: none of its {len(bad)} lines "
+                           f"is one (line {n}: {why}); nothing to report, nothing written: "
+                           f"fix the file or pass the --results folder dcbench eval wrote")
 
 
 def report_markdown(root: Path, frame: pd.DataFrame, tables: list[Table], plots: list[Plot],

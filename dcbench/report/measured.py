@@ -87,7 +87,11 @@ def decimals(metric: str) -> int:
 
 
 def format_value(mean: float, std: float | None, metric: str) -> str:
+    """A cell's text. A NaN or infinite value (a diverged run) reads "nan" / "inf" / "-inf",
+    never a blank cell that looks unmeasured; its spread would mean nothing and is left out."""
     d = decimals(metric)
+    if not np.isfinite(mean):
+        return "nan" if np.isnan(mean) else ("inf" if mean > 0 else "-inf")
     return f"{mean:.{d}f}" if std is None else f"{mean:.{d}f} ± {std:.{d}f}"
 
 
@@ -115,8 +119,8 @@ def checkpoint_label(record: pd.Series) -> str:
 
 def summarize(records: pd.DataFrame, metric: str, where: str
               ) -> tuple[float, float | None, str, list[str], list[str]] | None:
-    """(mean, std, text, notes, commands) of one cell's records, or None when there are none."""
-    records = records[records["shown"].notna()]
+    """(mean, std, text, notes, commands) of one cell's records, or None when there are none.
+    NaN values are kept: a diverged run shows as "nan", not as a cell still to measure."""
     if records.empty:
         return None
     notes = []

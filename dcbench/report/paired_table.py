@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from dcbench.report import published as pub
-from dcbench.report.measured import checkpoint_label, select
+from dcbench.report.measured import checkpoint_label, format_value, select
 from dcbench.report.table import Table
 
 TASKS = {"linear-fmnist-10": "10/class", "linear-fmnist-100": "100/class"}
@@ -37,9 +37,9 @@ def paired_cell(mine: dict[int, float], random: dict[int, float]) -> str:
     """'mean (+d ± s)' over the seeds of `mine`; d and s over the seeds both share."""
     mean = float(np.mean(list(mine.values())))
     shared = sorted(set(mine) & set(random))
-    if not shared:
-        return f"{mean:.1f}"
     diffs = np.array([mine[s] - random[s] for s in shared])
+    if not shared or not np.isfinite(diffs).all():     # NaN / inf: the value alone, marked
+        return format_value(mean, None, "top1")
     spread = f" ± {diffs.std(ddof=1):.1f}" if len(diffs) > 1 else ""
     return f"{mean:.1f} ({diffs.mean():+.1f}{spread})"
 
@@ -50,7 +50,7 @@ def paired_table(frame: pd.DataFrame, best: bool = False) -> Table | None:
     if records.empty:
         return None
     records = records[records["task"].isin(list(TASKS)) & (records["metric"] == "top1")
-                      & records["shown"].notna() & records["seed"].notna()]
+                      & records["seed"].notna()]
     if records.empty:
         return None
     values = per_seed(records)
@@ -74,7 +74,8 @@ def paired_table(frame: pd.DataFrame, best: bool = False) -> Table | None:
         for col in columns:
             mine = {s: v for (c, s), v in values[key].items() if c == col}
             other = {s: v for (c, s), v in values[random_key].items() if c == col}
-            row[col] = ("" if not mine else f"{np.mean(list(mine.values())):.1f}"
+            row[col] = ("" if not mine else format_value(np.mean(list(mine.values())), None,
+                                                         "top1")
                         if key == random_key else paired_cell(mine, other))
         data.append(row)
     if not any(row["paired with"] != "itself" for row in data):
