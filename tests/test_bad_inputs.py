@@ -219,12 +219,12 @@ ROWS = [
 ]
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r.args.replace("{ws}/", "")[:60] for r in ROWS])
-def test_bad_input_is_refused_in_one_line_and_changes_nothing(
-        row: Row, workspace: Path, monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+def check_row(row: Row, workspace: Path, monkeypatch: pytest.MonkeyPatch,
+              capsys: pytest.CaptureFixture, cache: Path) -> None:
+    """Run the row in `workspace`: its exit code, ONE line on stderr matching its message,
+    no traceback, nothing in the workspace changed, no run folder started."""
     monkeypatch.chdir(workspace)
-    monkeypatch.setenv("DCBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("DCBENCH_CACHE", str(cache))
     monkeypatch.setenv("DCBENCH_RESULTS", str(workspace / "results"))
     for key, value in (row.env() if row.env else {}).items():
         monkeypatch.setenv(key, value)
@@ -237,6 +237,13 @@ def test_bad_input_is_refused_in_one_line_and_changes_nothing(
     assert re.search(row.message, lines[0]), lines[0]
     assert snapshot(workspace) == before            # nothing written, nothing lost
     assert not (workspace / "new_run").exists()     # a refused start leaves no folder
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[r.args.replace("{ws}/", "")[:60] for r in ROWS])
+def test_bad_input_is_refused_in_one_line_and_changes_nothing(
+        row: Row, workspace: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    check_row(row, workspace, monkeypatch, capsys, tmp_path / "cache")
 
 
 def test_bf16_where_the_cpu_would_emulate_it_is_refused_before_any_work(
@@ -261,12 +268,17 @@ def test_there_are_at_least_40_rows_and_arch_choices_match_the_models() -> None:
     assert set(cli.ARCHS) == {a for a in MODELS if not a.startswith("jule-")}
 
 
-def test_readme_lists_every_row() -> None:
+def assert_readme_lists(rows: list[Row]) -> None:
+    """Each row's command appears in the README's troubleshooting section."""
     text = README.read_text()
     section = text[text.index("## Troubleshooting"):]
-    for row in ROWS:
+    for row in rows:
         shown = row.args.replace("{ws}/", "").replace("{{ws}}/", "")
         assert f"`dcbench {shown}`" in section, shown
+
+
+def test_readme_lists_every_row() -> None:
+    assert_readme_lists(ROWS)
 
 
 def test_records_that_are_not_records_are_skipped_with_a_warning(
