@@ -79,11 +79,20 @@ STANDARD_SUPERVISED_EVALS = [("linear-fmnist", ("all",)), ("linear-fmnist-10", (
 # reuses the features retrieval-oxford extracted)
 # the low-label probes run several seeds (each draws another labelled subset): mean +- std
 SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
+# (evaluations: the mean of DeepCluster's and the supervised baseline's steps in the committed
+# results/demo.log; evaluations run in float32 on every CPU)
 WEIGHTS = {"deepcluster": 5.3, "supervised": 0.8, "supervised-standard": 9.0, "jule": 0.4,
-           "linear-fmnist": 1.0,
-           "linear-fmnist-10": 0.4, "linear-fmnist-100": 0.6,
-           "clustering": 0.05, "knn": 0.75, "voc-cls": 0.7, "voc-det": 1.2, "voc-seg": 0.6,
-           "retrieval-oxford": 0.4, "retrieval-paris": 0.1, "report": 0.1}
+           "linear-fmnist": 1.15,
+           "linear-fmnist-10": 0.5, "linear-fmnist-100": 0.6,
+           "clustering": 0.1, "knn": 0.9, "voc-cls": 0.95, "voc-det": 1.1, "voc-seg": 0.7,
+           "retrieval-oxford": 0.55, "retrieval-paris": 0.05, "report": 0.3}
+# the first voc-det step also computes the set's selective-search proposals (1.4 min)
+PROPOSALS = 1.4
+# pretraining kinds: their minutes above are bf16 ones (an AMX CPU); in float32 (`--amp auto`
+# on a CPU without AMX, or --amp off) DeepCluster and the supervised baseline took 1.8x as
+# long (results/fp32-demo: 10.8 vs 6.1 and 1.7 vs 0.9 min); JULE trains float32 everywhere
+PRETRAINING = ("deepcluster", "supervised", "supervised-standard", "jule")
+FLOAT32_PRETRAINING = 1.8
 # minutes a VOC task's ALL setting (fine-tuning every layer) adds to its FC6-8 run, measured
 # in demo --full on 43e5da9 (with FC6-8's weight alone its ETA said 85 min left where 77 were)
 ALL_SETTING = {"voc-cls": 1.4, "voc-det": 0.9, "voc-seg": 1.0}
@@ -186,6 +195,9 @@ def plan(recipe: str, results: Path, data_root: str | None) -> list[Step]:
         # the clustering table's digits column: k-means on this trunk's features and pixels
         steps.append(_eval_step("clustering", ("conv5", "fc7", "pixels"), ckpt, name,
                                 cfg["eval"], results, data_root, ("dataset=digits",)))
+    first_det = next((s for s in steps if s.kind == "voc-det"), None)
+    if first_det is not None:
+        first_det.minutes += PROPOSALS
     jule = str(run_dir(results, "jule") / "checkpoint.pth.tar")
     steps.append(_eval_step("clustering", ("jule-sf", "jule-rc"), jule, "JULE", cfg["eval"],
                             results, data_root, ("dataset=digits",)))
@@ -208,6 +220,51 @@ def plan(recipe: str, results: Path, data_root: str | None) -> list[Step]:
     return steps
 
 
+class EtaClock:
+    """The demo's ETA: the minutes left of each category (pretraining, evaluation), each at
+    the pace its own finished steps ran. One pace for all made the evaluations, which run in
+    float32 on every CPU, inherit the pretraining's slowness on a CPU without AMX ("ETA 41
+    min" after pretraining, where 16 were left); a category with nothing finished yet runs at
+    its nominal minutes."""
+
+    def __init__(self) -> None:
+        self.minutes = {"pretraining": 0.0, "evaluation": 0.0}     # actually spent
+        self.expected = {"pretraining": 0.0, "evaluation": 0.0}    # their weights
+
+    @staticmethod
+    def category(step: Step) -> str:
+        return "pretraining" if step.kind in PRETRAINING else "evaluation"
+
+    @property
+    def started(self) -> bool:
+        return any(self.expected.values())
+
+    def record(self, step: Step, weight: float, minutes: float) -> None:
+        self.minutes[self.category(step)] += minutes
+        self.expected[self.category(step)] += weight
+
+    def pace(self, category: str) -> float:
+        expected = self.expected[category]
+        return self.minutes[category] / expected if expected > 0.01 else 1.0
+
+    def eta(self, steps: list[Step], weights: list[float]) -> float:
+        """Minutes left for `steps` (with their `weights`) and the report."""
+        left = {"pretraining": 0.0, "evaluation": WEIGHTS["report"]}
+        for step, weight in zip(steps, weights):
+            left[self.category(step)] += weight
+        return sum(left[c] * self.pace(c) for c in left)
+
+
+def _pretrains_in_float32() -> bool:
+    """Whether the demo's DeepCluster and supervised runs will train in float32 (`--amp
+    auto` on this machine's device)."""
+    import torch
+
+    from dcbench.precision import amp_name
+
+    return amp_name(torch.device("cuda" if torch.cuda.is_available() else "cpu")) == "off"
+
+
 def demo_results(recipe: str, results: str | None) -> Path:
     """Where the demo writes: --results if given; else results/ for the default demo and
     results/quick/ or results/full/ for the other recipes, so they never mix run folders
@@ -228,15 +285,19 @@ def run_demo(quick: bool = False, results: str | None = None,
     recipe = "quick" if quick else "full" if full else "default"
     root = demo_results(recipe, results)
     steps = plan(recipe, root, data_root)
-    weights = [s.weight() for s in steps]
-    done, start = 0.0, time.time()
+    float32 = _pretrains_in_float32()
+    weights = [s.weight() * (FLOAT32_PRETRAINING if float32 and s.kind in PRETRAINING
+                             and s.kind != "jule" else 1.0) for s in steps]
+    clock = EtaClock()
+    start = time.time()
     for i, step in enumerate(steps, 1):
         elapsed = time.time() - start
-        left = sum(weights[i - 1:]) + WEIGHTS["report"]
-        eta = f", ETA {elapsed / done * left / 60:.0f} min" if done else ""
-        say(f"[demo {i}/{len(steps)}] {step.label} (elapsed {elapsed / 60:.1f} min{eta})")
+        eta = clock.eta(steps[i - 1:], weights[i - 1:])
+        shown = f", ETA {eta:.0f} min" + ("" if clock.started else " (nominal)")
+        say(f"[demo {i}/{len(steps)}] {step.label} (elapsed {elapsed / 60:.1f} min{shown})")
+        t0 = time.time()
         step.run()
-        done += weights[i - 1]
+        clock.record(step, weights[i - 1], (time.time() - t0) / 60)
         if step.pending is None:    # a checkpoint was (re)trained: what its evals will skip
             weights[i:] = [s.weight() if s.ckpt == step.ckpt else w
                            for s, w in zip(steps[i:], weights[i:])]
