@@ -76,14 +76,18 @@ def test_sqrt_schedule_is_eval_linear_learning_rate_decay() -> None:
     assert lr_at(cfg, 1_000_000, 100) != pytest.approx(0.01, rel=1e-6)
 
 
-def test_running_topk_matches_brute_force() -> None:
+@pytest.mark.parametrize("chunk_bytes", [1, 7 * 4 * 20, 2**26],
+                         ids=["every batch", "every 20 rows", "once"])
+def test_running_topk_matches_brute_force(chunk_bytes: int) -> None:
+    """Merged after each batch of 16, after each 20+ buffered rows (the merge point falls
+    inside a batch's rows), or once at the end: the exact top 4 of all 50."""
     from dcbench.tasks.knn_search import RunningTopK, vote
 
     g = torch.Generator().manual_seed(0)
     queries = torch.nn.functional.normalize(torch.randn(7, 5, generator=g), dim=1)
     keys = torch.nn.functional.normalize(torch.randn(50, 5, generator=g), dim=1)
     labels = torch.randint(0, 3, (50,), generator=g)
-    top = RunningTopK(queries, 4)
+    top = RunningTopK(queries, 4, chunk_bytes=chunk_bytes)
     for i in range(0, 50, 16):
         top.add(keys[i:i + 16], labels[i:i + 16])
     sims = queries @ keys.T
