@@ -284,6 +284,10 @@ def run_demo(quick: bool = False, results: str | None = None,
         raise DcbenchError("--quick and --full exclude each other; pass one of them")
     recipe = "quick" if quick else "full" if full else "default"
     root = demo_results(recipe, results)
+    from dcbench.demo_changes import compare, snapshot
+    from dcbench.results import records_path
+
+    held = snapshot(records_path(root))     # to say afterwards which numbers moved
     steps = plan(recipe, root, data_root)
     float32 = _pretrains_in_float32()
     weights = [s.weight() * (FLOAT32_PRETRAINING if float32 and s.kind in PRETRAINING
@@ -306,6 +310,8 @@ def run_demo(quick: bool = False, results: str | None = None,
     path = build_report(str(root), None, best=False, include_quick=quick, pictures=pictures,
                         data_root=data_root, picture_images=300 if quick else 2000)
     for line in probe_summary(root, quick):
+        say(line)
+    for line in compare(held, records_path(root), root / "tables" / "demo_changes.csv"):
         say(line)
     say(f"[demo] done in {(time.time() - start) / 60:.1f} min; report: {path}")
     return path
