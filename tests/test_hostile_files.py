@@ -369,3 +369,31 @@ def test_a_checkpoint_zip_that_unpacks_far_beyond_its_size_is_refused(
     assert bomb.stat().st_size < 2**23
     with pytest.raises(CheckpointError, match=r"bomb.pth unpacks to 1,07\d,\d{3},\d{3} bytes"):
         read_file(bomb)
+
+
+def test_an_oxford_gt_file_with_bytes_that_are_not_utf8_is_named_with_its_line(
+        sets: Path, tmp_path: Path) -> None:
+    root = tmp_path / "oxford5k"
+    shutil.copytree(sets / OX, root)
+    good = sorted((root / "gt").glob("*_good.txt"))[0]
+    with open(good, "ab") as f:
+        f.write(b"caf\xe9\n")
+    lines = good.read_bytes().count(b"\n")
+    with pytest.raises(DataError) as e:
+        load_retrieval_set(root)
+    assert str(e.value).startswith(f"{good}:{lines} is not UTF-8 text (byte 0xe9)"), e.value
+
+
+def test_pretraining_that_diverges_stops_in_one_line(tmp_path: Path, monkeypatch,
+                                                     capsys) -> None:
+    """--lr 1e30 (issue 33: 'unexpected RuntimeError: index -1 is out of bounds'): the one
+    batch of epoch 1 throws the weights far out, epoch 2's clustering pass finds its features
+    not finite and says so."""
+    out = tmp_path / "dc"
+    code, err = run_cli([*PRE, "--out", str(out), "--epochs", "2", "--lr", "1e30"],
+                        monkeypatch, capsys)
+    errors = [x for x in err.splitlines() if x.startswith("error")]
+    assert code == 2 and "Traceback" not in err, err
+    assert errors == ["error: the trunk's features hold NaN or inf at the clustering pass (the "
+                      "weights diverged, or overflowed in reduced precision): lower --lr, or "
+                      "pass --amp off"], err
