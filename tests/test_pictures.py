@@ -19,11 +19,12 @@ from dcbench.report.activations import (
     top_activation_plot,
     top_activations,
 )
+from dcbench.report.draw_pictures import picture_plots
 from dcbench.report.fig_k import fig_k
-from dcbench.report.figures import Plot
 from dcbench.report.filters import filter_panels, filters_plot
 from dcbench.report.neighbours import nearest_neighbours, neighbours_plot
-from dcbench.report.pictures import PictureImages, load_test_images, picture_plots
+from dcbench.report.pictures import PictureImages, load_test_images
+from dcbench.report.plot import Plot
 from dcbench.results import load_frame
 
 SOBEL, RGB = "random:alexnet-small:0", "random-rgb:alexnet-small:1"

@@ -51,7 +51,7 @@ def build_report(results: str | os.PathLike | None = None, runs: list[str] | Non
     for plot in plots:
         plot.save(root / "figures")
     if pictures:        # forward passes: only for the checkpoints asked for (saves its PNGs)
-        from dcbench.report.pictures import picture_plots
+        from dcbench.report.draw_pictures import picture_plots
 
         plots += picture_plots(pictures, root / "figures", data_root, device,
                                max_images=picture_images)

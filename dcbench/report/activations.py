@@ -31,7 +31,6 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from dcbench.models import Trunk
-from dcbench.report.figures import Plot
 from dcbench.report.filters import tile
 from dcbench.report.pictures import (
     DEFAULT_DATASET,
@@ -44,6 +43,7 @@ from dcbench.report.pictures import (
     load_for_pictures,
     load_test_images,
 )
+from dcbench.report.plot import Plot
 
 ROW_INCHES = 2.3
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from dcbench.report.figures import Plot
 from dcbench.report.measured import select, summarize
+from dcbench.report.plot import Plot
 
 NAME = "fig2c_k"
 TITLE = "Fig. 2 (c): downstream quality against the number of clusters k"

@@ -7,40 +7,17 @@ its Plot carries the reason instead, and report.md says why it is missing.
 
 from __future__ import annotations
 
-import io
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from dcbench.atomic import atomic_write_bytes
 from dcbench.report import published as pub
+from dcbench.report.fig_k import fig_k
 from dcbench.report.measured import measured_rows, select
+from dcbench.report.plot import Plot
 from dcbench.report.runs import Run
 from dcbench.report.tables import LINEAR_TASKS, linear_columns
-
-
-@dataclass
-class Plot:
-    name: str                        # file stem under figures/
-    title: str
-    figure: Figure | None
-    skipped: str = ""                # why there is no figure
-    notes: list[str] = field(default_factory=list)
-
-    def save(self, folder: Path) -> Path | None:
-        """Write figures/<name>.png, or remove a stale one when there is nothing to draw."""
-        path = folder / f"{self.name}.png"
-        if self.figure is None:
-            path.unlink(missing_ok=True)
-            return None
-        buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", dpi=100)
-        atomic_write_bytes(path, buf.getvalue())
-        return path
 
 
 def fig2_nmi(runs: list[Run]) -> Plot:
@@ -154,7 +131,5 @@ def probe_layers(frame: pd.DataFrame, best: bool = False) -> Plot:
 
 
 def all_figures(runs: list[Run], frame: pd.DataFrame, best: bool = False) -> list[Plot]:
-    from dcbench.report.fig_k import fig_k  # fig_k.py imports Plot from this module
-
     return [fig2_nmi(runs), fig_k(frame, best), fig3_cluster_sizes(runs),
             probe_layers(frame, best)]

@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from dcbench.models import Trunk
-from dcbench.report.figures import Plot
 from dcbench.report.pictures import Ckpt, ckpt_label, load_for_pictures
+from dcbench.report.plot import Plot
 
 PANEL_INCHES = (2.4, 2.9)
 GAP = 1                        # pixels between filters in a grid

@@ -13,9 +13,9 @@ from __future__ import annotations
 import pandas as pd
 
 from dcbench.report import published as pub
+from dcbench.report.assemble import assemble
 from dcbench.report.measured import Column, MeasuredRow, measured_rows, select
 from dcbench.report.table import Table
-from dcbench.report.tables import assemble
 
 PROBES = {"10/class": "linear-fmnist-10", "100/class": "linear-fmnist-100",
           "all labels": "linear-fmnist"}

@@ -22,7 +22,6 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from dcbench.report.figures import Plot
 from dcbench.report.pictures import (
     DEFAULT_DATASET,
     DEFAULT_IMAGES,
@@ -34,6 +33,7 @@ from dcbench.report.pictures import (
     load_test_images,
     pooled_features,
 )
+from dcbench.report.plot import Plot
 
 MATCH, MISMATCH = (0.1, 0.7, 0.2), (0.85, 0.1, 0.1)
 CELL_INCHES = 1.1

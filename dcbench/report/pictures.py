@@ -2,7 +2,7 @@
 checkpoint, and the test images they are drawn on.
 
 These figures need forward passes, not records, so they are not part of `build_report`: they
-run on checkpoints named by the caller (`picture_plots`). The images are a seeded subset of the
+run on checkpoints named by the caller (draw_pictures.py). The images are a seeded subset of the
 labelled eval split (Fashion-MNIST's test split by default) at the trunk's input size, kept as
 the uint8 pixels the eval transform produces: what is drawn is exactly what the trunk saw, and
 the normalised tensors are rebuilt per batch instead of being held in memory (224 px sets).
@@ -22,7 +22,6 @@ import torch
 from dcbench.checkpoint import CheckpointInfo, load_trunk
 from dcbench.errors import DcbenchError
 from dcbench.models import MODELS, Trunk
-from dcbench.report.figures import Plot
 
 DEFAULT_DATASET = "fashion-mnist"
 DEFAULT_IMAGES = 2000        # images searched for neighbours and top activations
@@ -144,30 +143,3 @@ def load_for_pictures(ckpts: Sequence[Ckpt], device: torch.device | str = "cpu"
     if not ckpts:
         raise DcbenchError("the pictures need at least one checkpoint")
     return [load_trunk(c, device) if isinstance(c, str) else c for c in ckpts]
-
-
-def picture_plots(ckpts: list[str], out_folder: str | os.PathLike,
-                  data_root: str | os.PathLike | None = None, device: str = "cpu", *,
-                  dataset: str = DEFAULT_DATASET, max_images: int | None = DEFAULT_IMAGES
-                  ) -> list[Plot]:
-    """Draw the conv1 filters, the nearest neighbours and the top activations of `ckpts` and
-    write them as PNGs under `out_folder`; return the plots (one top-activation figure per
-    checkpoint)."""
-    # imported here: the figure modules import this one for PictureImages
-    from dcbench.report.activations import top_activation_plot
-    from dcbench.report.filters import filters_plot
-    from dcbench.report.neighbours import neighbours_plot
-
-    loaded = load_for_pictures(ckpts, device)
-    images = load_test_images(dataset, data_root, max_images)
-    for trunk, info in loaded:
-        check_fits(trunk, images, info)         # before any figure is written
-    plots = [filters_plot(loaded, device), neighbours_plot(loaded, images=images, device=device)]
-    plots += [top_activation_plot(pair, images=images, device=device) for pair in loaded]
-    names = [p.name for p in plots]
-    for i, plot in enumerate(plots):
-        if names.count(plot.name) > 1:          # two checkpoints of the same run folder
-            plot.name = f"{plot.name}_{i}"
-    for plot in plots:
-        plot.save(Path(out_folder))
-    return plots
