@@ -25,7 +25,7 @@ import numpy as np
 
 from dcbench.clustering.agglomerative import knn_graph, merge, merges_per_period, nn_components
 from dcbench.clustering.metrics import nmi
-from dcbench.data.fashion_mnist import read_idx
+from dcbench.data.idx import read_idx
 from dcbench.threads import configure_threads
 
 ROOT = Path("/usr/share/datasets/fashion-mnist")

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from dcbench.data import build_dataset, make_loader, make_transform, subset
-from dcbench.data.fashion_mnist import MEAN, STD
+from dcbench.data.real.fashion_mnist import MEAN, STD
 from dcbench.extract import prepare, to_device
 from dcbench.models import build_model
 from dcbench.threads import configure_threads

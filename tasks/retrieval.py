@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dcbench.data import get_dataset_spec
-from dcbench.data.oxford_paris import MAX_SIDE
+from dcbench.data.retrieval.oxford_paris import MAX_SIDE
 from dcbench.errors import DcbenchError
 
 from .registry import Measurement, RunContext, Task, register_task

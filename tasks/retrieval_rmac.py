@@ -13,8 +13,12 @@ import torch
 from dcbench import distributed
 from dcbench.checkpoint import state_sha256
 from dcbench.data import get_dataset_spec, make_loader, subset
-from dcbench.data.oxford_paris import MAX_SIDE, RetrievalSet, build_retrieval
-from dcbench.data.retrieval_images import retrieval_images
+from dcbench.data.retrieval.oxford_paris import (
+    MAX_SIDE,
+    RetrievalSet,
+    build_retrieval,
+    retrieval_images,
+)
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dcbench.data.builders import export_file_list, export_image_folder
-from dcbench.data.voc_builder import build_fmnist_voc
+from dcbench.data.embedded.builders import export_file_list, export_image_folder
+from dcbench.data.embedded.voc_builder import build_fmnist_voc
 
 FMNIST_ROOT = Path("/usr/share/datasets/fashion-mnist")
 

@@ -20,8 +20,8 @@ import scipy.io
 from PIL import Image
 from test_bad_inputs import RND, Row, _record, assert_readme_lists, check_row, run_cli
 
-from dcbench.data.build_digests import DIGESTS, write_digests
-from dcbench.data.builders import export_image_folder
+from dcbench.data.embedded.build_digests import DIGESTS, write_digests
+from dcbench.data.embedded.builders import export_image_folder
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 VOC = "fmnist-voc-quick"

@@ -11,7 +11,7 @@ import torch
 
 from dcbench.data import build_dataset, make_loader, make_transform, subset
 from dcbench.data.batch_loader import InMemoryLoader, crop_boxes
-from dcbench.data.fashion_mnist import MEAN, STD
+from dcbench.data.real.fashion_mnist import MEAN, STD
 
 
 def _data(root: Path, recipe: str, n: int = 300):

@@ -24,8 +24,9 @@ from dcbench.data import (
     targets_of,
     validate_dataset,
 )
-from dcbench.data.builders import CLASS_DIRS, export_file_list, export_image_folder
-from dcbench.data.fashion_mnist import CLASSES, FILES, MEAN, STD, read_idx
+from dcbench.data.embedded.builders import CLASS_DIRS, export_file_list, export_image_folder
+from dcbench.data.idx import FILES, read_idx
+from dcbench.data.real.fashion_mnist import CLASSES, MEAN, STD
 from dcbench.data.registry import candidate_roots
 from dcbench.errors import DataError
 

@@ -34,9 +34,9 @@ from test_bad_inputs import (
 )
 
 from dcbench.checkpoint import save_checkpoint
-from dcbench.data.build_digests import write_digests
-from dcbench.data.oxford_paris import load_retrieval_set
-from dcbench.data.retrieval_builder import build_fmnist_retrieval
+from dcbench.data.embedded.build_digests import write_digests
+from dcbench.data.embedded.retrieval_builder import build_fmnist_retrieval
+from dcbench.data.retrieval.oxford_paris import load_retrieval_set
 from dcbench.errors import DataError
 from dcbench.models import build_model
 
@@ -317,7 +317,7 @@ def test_jule_k_s_above_the_images_is_refused(tmp_path: Path, monkeypatch, capsy
 def test_an_idx_header_or_gzip_bomb_cannot_exhaust_memory(tmp_path: Path) -> None:
     """A header claiming 10^11 bytes is refused before reading; a stream longer than its
     header promises (a gzip bomb behind a small header) is read only as far as promised."""
-    from dcbench.data.fashion_mnist import read_idx
+    from dcbench.data.idx import read_idx
 
     path = tmp_path / "train-images-idx3-ubyte.gz"
     with gzip.open(path, "wb") as f:
@@ -334,7 +334,7 @@ def test_an_idx_header_or_gzip_bomb_cannot_exhaust_memory(tmp_path: Path) -> Non
 def test_an_entity_expansion_annotation_is_refused_quickly(tmp_path: Path) -> None:
     """'Billion laughs': 10^9 characters from a 600-byte file; expat's amplification limit
     stops it, and the error names the file."""
-    from dcbench.data.voc import read_annotation
+    from dcbench.data.voc.devkit import read_annotation
 
     entities = "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">'
                        for i in range(9))

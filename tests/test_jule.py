@@ -113,7 +113,7 @@ def test_a_short_run_reaches_the_target_and_records_sf_and_rc(jule_run: Path):
     labels = np.asarray(ckpt["labels"])
     assert len(labels) == 1797 and labels.max() == 9
     from dcbench.clustering.metrics import all_metrics
-    from dcbench.data.digits import digits_28px
+    from dcbench.data.real.digits import digits_28px
     assert all_metrics(digits_28px()[1], labels) == pytest.approx(final["jule_sf"])
     # resuming a finished run does nothing more
     row = run_pretraining({"method": "jule", "data": "digits", "out": str(jule_run),

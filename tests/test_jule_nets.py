@@ -15,7 +15,7 @@ from PIL import Image
 from test_jule_sets import write_idx  # tests/ is on sys.path (pytest rootdir prepend)
 
 from dcbench.data import make_transform
-from dcbench.data.digits import digits_28px
+from dcbench.data.real.digits import digits_28px
 from dcbench.errors import DcbenchError
 from dcbench.evaluate import run_eval
 from dcbench.methods import run_pretraining

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from dcbench.data import build_dataset
-from dcbench.data.digits import digits_28px
+from dcbench.data.real.digits import digits_28px
 from dcbench.errors import DataError
 
 

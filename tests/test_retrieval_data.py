@@ -17,11 +17,10 @@ from PIL import Image
 
 from dcbench.cli import main
 from dcbench.data import build_dataset, validate_dataset
-from dcbench.data.build_digests import write_digests
-from dcbench.data.fashion_mnist import FILES, read_idx
-from dcbench.data.oxford_paris import RetrievalSet, load_retrieval_set
-from dcbench.data.retrieval_builder import GOOD, OK, SETS, SIZES, build_fmnist_retrieval
-from dcbench.data.retrieval_images import retrieval_images
+from dcbench.data.embedded.build_digests import write_digests
+from dcbench.data.embedded.retrieval_builder import GOOD, OK, SETS, SIZES, build_fmnist_retrieval
+from dcbench.data.idx import FILES, read_idx
+from dcbench.data.retrieval.oxford_paris import RetrievalSet, load_retrieval_set, retrieval_images
 from dcbench.errors import DataError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from dcbench.cli import main
-from dcbench.data.retrieval_builder import build_fmnist_retrieval
+from dcbench.data.embedded.retrieval_builder import build_fmnist_retrieval
 from dcbench.errors import DcbenchError
 from dcbench.evaluate import run_eval
 from dcbench.models import build_model

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dcbench.data import voc_builder
-from dcbench.data.voc_builder import SIZES, build_fmnist_voc
-from dcbench.data.voc_scenes import FMNIST_VOC_CLASSES, SIDES
+from dcbench.data.embedded import voc_builder
+from dcbench.data.embedded.voc_builder import SIZES, build_fmnist_voc
+from dcbench.data.embedded.voc_scenes import FMNIST_VOC_CLASSES, SIDES
 from dcbench.errors import DataError
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")

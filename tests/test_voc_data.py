@@ -13,7 +13,7 @@ from PIL import Image
 
 from dcbench.data import build_dataset, validate_dataset
 from dcbench.data.loader import collate_skipping
-from dcbench.data.voc import (
+from dcbench.data.voc.devkit import (
     VOCClassification,
     VOCDetection,
     VOCSegmentation,

@@ -9,7 +9,7 @@ import pytest
 import scipy.io
 from PIL import Image
 
-from dcbench.data import voc_proposals as vp
+from dcbench.data.voc import proposals as vp
 from dcbench.errors import DataError
 
 IDS = ["000005", "000007", "000009"]

@@ -113,7 +113,7 @@ def test_fc6_8_keeps_conv_and_bn_buffers_and_trains_the_head(voc_quick_root: Pat
     ctx = RunContext(device=torch.device("cpu"), data_root=str(voc_quick_root), quick=True,
                      workers=0, options={"iterations": 4, "batch_size": 4, "max_test": 8})
     cfg = task.config(ctx)
-    from dcbench.data.voc import build_voc
+    from dcbench.data.voc.devkit import build_voc
     from dcbench.tasks.voc.seg_train import SegmentationInput
     spec_mean, spec_std = (0.5,) * 3, (0.25,) * 3
     train = build_voc(cfg["dataset"], "seg", "train", None, data_root=str(voc_quick_root))

@@ -1,19 +1,18 @@
 """The data layer: a registry of named datasets with validating loaders (importable without
 torch: the loaders import it on first use)."""
 
+from dcbench.data.catalog import register_builtin
 from dcbench.data.registry import (
     DATASETS,
-    DatasetSpec,
-    ValidationReport,
     build_dataset,
     get_dataset_spec,
     resolve_root,
     validate_dataset,
 )
-from dcbench.data.registry import _load_builtin as _load
+from dcbench.data.spec import DatasetSpec, ValidationReport
 from dcbench.data.transforms import make_transform
 
-_load()
+register_builtin()
 
 LAZY = {"make_loader", "subset", "targets_of"}     # dcbench.data.loader: they need torch
 

@@ -14,7 +14,7 @@ momentum 0.9, wd 5e-4, 150,000 iterations with lr /10 every 50,000, 2 images x 1
 batch, multi-scale training (shorter side 480, 576, 688, 864 or 1200, longer side <= 2000,
 one drawn per image) and single-scale test (600, <= 1000), horizontal flips. Proposals:
 Fast R-CNN's voc_<year>_<split>.mat files, put in <devkit>/selective_search/ (or the folder
-above it), where present, else OpenCV's selective search (dcbench/data/voc_proposals.py,
+above it), where present, else OpenCV's selective search (dcbench/data/voc/proposals.py,
 cached next to the set); the record names which. `fmnist-voc` (about a minute on 2 CPU
 cores): the same protocol with 4 images x 64 RoIs, lr 0.01, 750 iterations (lr /10 after
 500) and sizes scaled to the scenes: shorter side 48, 56, 64 or 72 in training, 64 at test,

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from dcbench.data.voc import VOCDetection
+from dcbench.data.voc.devkit import VOCDetection
 
 from .common import pad_stack
 from .fast_rcnn import to_extent

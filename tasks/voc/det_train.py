@@ -12,8 +12,8 @@ import torch
 
 from dcbench import distributed
 from dcbench.data import get_dataset_spec, make_loader, subset
-from dcbench.data.voc import VOC_YEARS, build_voc
-from dcbench.data.voc_proposals import proposals_for
+from dcbench.data.voc.devkit import VOC_YEARS, build_voc
+from dcbench.data.voc.proposals import proposals_for
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from dcbench import distributed
 from dcbench.data import get_dataset_spec, make_loader, subset
-from dcbench.data.voc import build_voc
+from dcbench.data.voc.devkit import build_voc
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk

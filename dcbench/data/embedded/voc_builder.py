@@ -2,7 +2,7 @@
 
 The VOC2007 loader (classification, detection, segmentation) must run end to end where the
 real VOC cannot ship. This writes the devkit's exact layout (JPEGImages, Annotations,
-ImageSets, SegmentationClass/Object) for the scenes of dcbench/data/voc_scenes.py, into a
+ImageSets, SegmentationClass/Object) for the scenes of dcbench/data/embedded/voc_scenes.py, into a
 temporary folder renamed into place when complete. Every scene's generator derives from
 `seed`, so a build is byte-for-byte reproducible.
 """
@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dcbench.data.build_digests import verify, write_digests
-from dcbench.data.fashion_mnist import FILES, read_idx
+from dcbench.data.embedded.build_digests import verify, write_digests
+from dcbench.data.embedded.voc_scenes import FMNIST_VOC_CLASSES, Pool, Scene, VocObject, make_scene
+from dcbench.data.idx import FILES, read_idx
 from dcbench.data.registry import resolve_root
-from dcbench.data.voc_scenes import FMNIST_VOC_CLASSES, Pool, Scene, VocObject, make_scene
 from dcbench.errors import DataError
 from dcbench.progress import progress
 

@@ -1,28 +1,24 @@
-"""Fashion-MNIST from its four idx .gz files (the Debian `dataset-fashion-mnist` layout),
-read directly: no torchvision downloader, no network."""
+"""The idx format of MNIST-like sets (Fashion-MNIST, MNIST, the JULE sets and the embedded sets
+built from Fashion-MNIST): a big-endian header, then uint8 values; .gz or plain. Read within
+what the header promises, never more, and never past a size a real set can have."""
 
 from __future__ import annotations
 
 import gzip
 import struct
 import zlib
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from dcbench.data.gray_images import GrayImages
-from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.spec import ValidationReport
 from dcbench.errors import DataError
 
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+# the four files of every MNIST-format set
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
-SIZES = {"train": 60000, "test": 10000}
-MEAN, STD = 0.2860, 0.3530
 MAX_IDX_BYTES = 2**31             # EMNIST, the largest MNIST-format set, is ~0.6 GB
 
 
@@ -104,29 +100,3 @@ def validate_idx(name: str, root: Path, classes: list[str]) -> ValidationReport:
         counts = np.bincount(labels, minlength=len(classes))
         per_class[split] = {c: int(k) for c, k in zip(classes, counts)}
     return ValidationReport(name, root, splits, classes, per_class)
-
-
-def validate(root: Path) -> ValidationReport:
-    return validate_idx("fashion-mnist", root, CLASSES)
-
-
-class FashionMNIST(GrayImages):
-    """Images held in memory as uint8 (60k x 28 x 28 = 47 MB)."""
-
-    classes = CLASSES
-
-    def __init__(self, root: Path, split: str, transform: Callable | None = None) -> None:
-        img_name, lbl_name = FILES[split]
-        super().__init__(read_idx(root / img_name, 2051), read_idx(root / lbl_name, 2049),
-                         transform)
-
-
-register_dataset(DatasetSpec(
-    name="fashion-mnist",
-    description="Fashion-MNIST, 70k 28x28 grayscale images in 10 classes (idx .gz files)",
-    splits=("train", "test"), size="small", native=28,
-    mean=(MEAN,) * 3, std=(STD,) * 3, labelled=True,
-    validate=validate,
-    build=lambda root, split, transform: FashionMNIST(root, split, transform),
-    default_root=Path("/usr/share/datasets/fashion-mnist"),
-))

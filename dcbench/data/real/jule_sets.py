@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dcbench.data.fashion_mnist import FILES, read_idx, validate_idx
 from dcbench.data.gray_images import GrayImages, to_gray
+from dcbench.data.idx import FILES, read_idx, validate_idx
 from dcbench.data.image_file import open_image
-from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.spec import DatasetSpec, ValidationReport
 from dcbench.errors import DataError
 
 DIGITS = [str(i) for i in range(10)]
@@ -121,19 +121,23 @@ def coil(n_objects: int):
 # USPS and COIL mean / std are rounded estimates (no copy of either set on the dev machines to
 # measure them on); they only rescale the inputs, which the BatchNorm after the first conv
 # absorbs in training.
-register_dataset(DatasetSpec(
+# this module's datasets, registered by dcbench/data/catalog.py
+SPECS: list[DatasetSpec] = []
+
+
+SPECS.append(DatasetSpec(
     name="mnist", description="MNIST, 70k 28x28 handwritten digits (the four idx files)",
     splits=("train", "test"), size="small", native=28, mean=(0.1307,) * 3, std=(0.3081,) * 3,
     labelled=True, validate=lambda root: validate_idx("mnist", root, DIGITS), build=mnist,
     needs_root_hint="the folder of the MNIST idx files"))
-register_dataset(DatasetSpec(
+SPECS.append(DatasetSpec(
     name="usps", description="USPS, 9,298 16x16 handwritten digits (usps.bz2, usps.t.bz2)",
     splits=("train", "test"), size="small", native=16,
     mean=(0.25,) * 3, std=(0.35,) * 3, labelled=True, validate=validate_usps, build=usps,
     needs_root_hint="the folder of usps.bz2 and usps.t.bz2"))
 for _n in (20, 100):
     _build, _validate = coil(_n)
-    register_dataset(DatasetSpec(
+    SPECS.append(DatasetSpec(
         name=f"coil{_n}", description=f"COIL-{_n}, {_n} objects x 72 poses (obj<K>__<A>.png), "
         f"128 px, grey", splits=("all",), size="small", native=COIL_SIDE,
         mean=(0.2,) * 3, std=(0.3,) * 3, labelled=True, validate=_validate, build=_build,

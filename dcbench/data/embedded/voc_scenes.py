@@ -4,7 +4,7 @@
 backgrounds strewn with unlabelled item fragments. Colour, size, position and background are
 drawn independently of the class, so no trivial cue gives the class away. Every draw comes
 from the generator passed in, so a scene is reproducible from its seed. Writing the scenes
-in the devkit layout is dcbench/data/voc_builder.py's job.
+in the devkit layout is dcbench/data/embedded/voc_builder.py's job.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@
 
 `<root>` is the folder holding JPEGImages (VOCdevkit/VOC2007), or one above it. The class
 list is whatever the per-class files name (sorted: the VOC order for the 20 VOC classes), so
-any devkit-layout set works, the embedded fmnist-voc included (dcbench/data/voc_builder.py).
+any devkit-layout set works, the embedded fmnist-voc included
+(dcbench/data/embedded/voc_builder.py).
 Every file a split needs is checked before any work and the first missing one is named.
 """
 
@@ -28,17 +29,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from dcbench.data import fashion_mnist
-from dcbench.data.image_folder import load_rgb
-from dcbench.data.registry import (
-    DatasetSpec,
-    ValidationReport,
-    ensure_root,
-    get_dataset_spec,
-    register_dataset,
-)
+from dcbench.data.real import fashion_mnist
+from dcbench.data.real.image_folder import load_rgb
+from dcbench.data.registry import ensure_root, get_dataset_spec
+from dcbench.data.spec import DatasetSpec, ValidationReport
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
-from dcbench.data.voc_masks import check_masks, read_mask
+from dcbench.data.voc.masks import check_masks, read_mask
 from dcbench.errors import DataError
 
 if TYPE_CHECKING:
@@ -364,6 +360,10 @@ def _build(kind: type[Dataset], year: str | None) -> Callable[..., Dataset]:
     return lambda root, split, transform: kind(find_devkit(root, year), split, transform)
 
 
+# this module's datasets, registered by dcbench/data/catalog.py
+SPECS: list[DatasetSpec] = []
+
+
 def _register(name: str, year: str | None, description: str,
               check: Callable[[Path], None] | None = None, **kw) -> None:
     def check_then_validate(root: Path) -> ValidationReport:
@@ -373,7 +373,7 @@ def _register(name: str, year: str | None, description: str,
 
     splits = ("trainval", "test", "train", "val")
     VOC_YEARS[name] = year
-    register_dataset(DatasetSpec(
+    SPECS.append(DatasetSpec(
         name=name, description=description, splits=splits, labelled=True,
         validate=check_then_validate, build=_build(VOCClassification, year), **kw))
 
@@ -386,19 +386,19 @@ _register("voc2012", "2012", "PASCAL VOC 2012 devkit (JPEGImages, Annotations, I
 
 def _fmnist_voc(quick: bool) -> Callable[[Path], Path]:
     def build(target: Path) -> Path:
-        from dcbench.data.voc_builder import build_fmnist_voc
+        from dcbench.data.embedded.voc_builder import build_fmnist_voc
 
         return build_fmnist_voc(target, quick=quick)
     return build
 
 
 def _current_build(root: Path) -> None:
-    from dcbench.data.voc_builder import check_current
+    from dcbench.data.embedded.voc_builder import check_current
 
     check_current(root)
 
 
-# The embedded set (dcbench/data/voc_builder.py): built on first use under the cache folder
+# The embedded set (dcbench/data/embedded/voc_builder.py): built on first use under the cache folder
 # (or <data-root>/fmnist-voc); Fashion-MNIST's statistics, as its trunks were trained on them.
 for _name, _quick in (("fmnist-voc", False), ("fmnist-voc-quick", True)):
     _register(_name, None, "embedded VOC-layout scenes of Fashion-MNIST items (built on first "

@@ -1,6 +1,6 @@
-"""Folders of class folders: ImageNet and Places205 (root/train/<class>/*, root/val/<class>/*)
-and `image-folder` for users' own data (the same layout). ImageNet and Places205 are also read
-in their distributed layouts (dcbench/data/distributed_layouts.py)."""
+"""Folders of class folders (root/train/<class>/*, root/val/<class>/*): the layout ImageNet,
+Places205 and users' own `image-folder` sets share (their dataset entries:
+class_folder_sets.py), and the RGB image reading the other loaders use."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from dcbench.data.image_file import UnreadableImage, open_image
-from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
-from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dcbench.data.spec import ValidationReport
 from dcbench.errors import DataError
 
 if TYPE_CHECKING:
-    from torch.utils.data import Dataset
+    pass
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
@@ -75,7 +74,7 @@ class ImageFolder(ListedImages):
         super().__init__(samples, classes, transform)
 
 
-def _validator(name: str, splits: tuple[str, ...]) -> Callable[[Path], ValidationReport]:
+def folder_validator(name: str, splits: tuple[str, ...]) -> Callable[[Path], ValidationReport]:
     def validate(root: Path) -> ValidationReport:
         counts, per_class, classes = {}, {}, []
         for split in splits:
@@ -92,33 +91,3 @@ def _validator(name: str, splits: tuple[str, ...]) -> Callable[[Path], Validatio
             per_class[split] = dict(zip(classes, tally))
         return ValidationReport(name, root, counts, classes, per_class)
     return validate
-
-
-def _register(name: str, description: str) -> None:
-    """Class folders everywhere; ImageNet and Places205 also as distributed (a flat val/ with
-    the devkit; Places205's CSV splits): dcbench/data/distributed_layouts.py."""
-    from dcbench.data import distributed_layouts as dl
-
-    splits = ("train", "val")
-    folders = _validator(name, splits)
-
-    def validate(root: Path) -> ValidationReport:
-        if dl.layout_of(name, root) == "class-folders":
-            return folders(root)
-        return dl.validate(name, root, splits)
-
-    def build(root: Path, split: str, transform: Callable | None) -> Dataset:
-        if dl.layout_of(name, root) == "class-folders":
-            return ImageFolder(root, split, transform)
-        return dl.build(name, root, split, transform)
-
-    register_dataset(DatasetSpec(
-        name=name, description=description, splits=splits, size="large", native=224,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, labelled=True, validate=validate, build=build))
-
-
-_register("imagenet", "ImageNet ILSVRC-2012 (root/train/<wnid>/*.JPEG; root/val/<wnid>/*.JPEG "
-          "or val/ flat with the devkit)")
-_register("places205", "Places205 (root/train/<class>/*.jpg, root/val/<class>/*.jpg, or as "
-          "distributed: images256/ + trainvalsplit_places205/*.csv)")
-_register("image-folder", "any folder of class folders (root/train/<class>/*, root/val/<class>/*)")

@@ -17,8 +17,9 @@ import numpy as np
 from PIL import Image
 
 from dcbench.atomic import atomic_write_text
-from dcbench.data.fashion_mnist import CLASSES, FILES, read_idx
-from dcbench.data.file_list import LIST_NAME
+from dcbench.data.idx import FILES, read_idx
+from dcbench.data.real.fashion_mnist import CLASSES
+from dcbench.data.real.file_list import LIST_NAME
 from dcbench.data.registry import resolve_root
 from dcbench.errors import DataError
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from dcbench.data.image_folder import load_rgb
-from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.real.image_folder import load_rgb
+from dcbench.data.spec import DatasetSpec, ValidationReport
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
 
@@ -61,7 +61,11 @@ class FileList:
         return img, -1
 
 
-register_dataset(DatasetSpec(
+# this module's datasets, registered by dcbench/data/catalog.py
+SPECS: list[DatasetSpec] = []
+
+
+SPECS.append(DatasetSpec(
     name="yfcc1m",
     description=f"YFCC100M 1M-image subset: <root>/{LIST_NAME} lists image paths (unlabelled)",
     splits=("train",), size="large", native=224,

@@ -9,7 +9,7 @@ fmnist-voc, a user's own devkit) get OpenCV contrib's selective search in fast m
 same algorithm (Uijlings et al., IJCV 2013), cached next to the set.
 
 Every box returned here is float32 x1 y1 x2 y2, 1-based inclusive: the VOC annotation
-convention of dcbench/data/voc.py, so proposals and ground truth compare directly.
+convention of dcbench/data/voc/devkit.py, so proposals and ground truth compare directly.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from dcbench.atomic import atomic_write_bytes
-from dcbench.data.voc import read_ids
+from dcbench.data.voc.devkit import read_ids
 from dcbench.errors import DataError
 from dcbench.progress import bar
 

@@ -15,7 +15,7 @@ Revisited layout (Radenovic et al.): <root>/gnd_roxford5k.pkl or gnd_rparis6k.pk
 Everything is checked up front and the first problem named in one line: a missing gt file,
 a query image missing from jpg/, a query box outside its image. The 20 corrupt Paris images
 DC blacklists are left out of the database, as DC does. The embedded fmnist-oxford and
-fmnist-paris (dcbench/data/retrieval_builder.py) are written in both layouts.
+fmnist-paris (dcbench/data/embedded/retrieval_builder.py) are written in both layouts.
 """
 
 from __future__ import annotations
@@ -30,15 +30,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from dcbench.data import fashion_mnist
-from dcbench.data.registry import (
-    DatasetSpec,
-    ValidationReport,
-    ensure_root,
-    get_dataset_spec,
-    register_dataset,
-)
-from dcbench.data.retrieval_images import retrieval_images
+from dcbench.data.real import fashion_mnist
+from dcbench.data.registry import ensure_root, get_dataset_spec
+from dcbench.data.retrieval.images import RetrievalImages
+from dcbench.data.spec import DatasetSpec, ValidationReport
 from dcbench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from dcbench.errors import DataError
 from dcbench.safe_pickle import load_plain
@@ -319,6 +314,30 @@ def build_retrieval(name: str, data_root: str | None = None) -> RetrievalSet:
 SPLITS = ("database", "query", "revisited-database", "revisited-query")
 
 
+def retrieval_images(rs: RetrievalSet, split: str, max_side: int | None = None,
+                     transform: Callable | None = None,
+                     crop_first: bool | None = None) -> RetrievalImages:
+    """'database' / 'query' (original protocol: queries cropped after resizing, as DC) or
+    'revisited-database' / 'revisited-query' (queries cropped first, as RO; `crop_first`
+    overrides)."""
+    base, _, kind = split.rpartition("-")
+    if base not in ("", "revisited") or kind not in ("database", "query"):
+        raise DataError(f"no split '{split}' (database, query, revisited-database, "
+                        f"revisited-query)")
+    gnd = rs.revisited if base else rs
+    if gnd is None:
+        raise DataError(f"{rs.root} has no gnd_*.pkl: split '{split}' needs the revisited "
+                        f"ground truth (gnd_roxford5k.pkl / gnd_rparis6k.pkl)")
+    if kind == "database":
+        return RetrievalImages([rs.path(n) for n in gnd.images], None, max_side, transform)
+    return RetrievalImages([rs.path(n) for n in gnd.query_images], gnd.query_boxes, max_side,
+                           transform, bool(base) if crop_first is None else crop_first)
+
+
+# this module's datasets, registered by dcbench/data/catalog.py
+SPECS: list[DatasetSpec] = []
+
+
 def _register(name: str, description: str, check: Callable[[Path], None] | None = None,
               **kw) -> None:
     def check_then_validate(root: Path) -> ValidationReport:
@@ -329,7 +348,7 @@ def _register(name: str, description: str, check: Callable[[Path], None] | None 
     def build(root: Path, split: str, transform: Callable | None) -> Dataset:
         return retrieval_images(load_retrieval_set(root), split, MAX_SIDE[name], transform)
 
-    register_dataset(DatasetSpec(name=name, description=description, splits=SPLITS,
+    SPECS.append(DatasetSpec(name=name, description=description, splits=SPLITS,
                                  labelled=False, validate=check_then_validate, build=build, **kw))
 
 
@@ -342,20 +361,20 @@ for _name, _what in (("oxford5k", "Oxford5k (oxbuild_images, gt_files_170407)"),
 
 def _fmnist(name: str, quick: bool) -> Callable[[Path], Path]:
     def build(target: Path) -> Path:
-        from dcbench.data.retrieval_builder import build_fmnist_retrieval
+        from dcbench.data.embedded.retrieval_builder import build_fmnist_retrieval
 
         return build_fmnist_retrieval(target, name, quick=quick)
     return build
 
 
 def _current_build(root: Path) -> None:
-    from dcbench.data.retrieval_builder import check_current
+    from dcbench.data.embedded.retrieval_builder import check_current
 
     check_current(root)
 
 
-# The embedded sets (dcbench/data/retrieval_builder.py), built on first use; Fashion-MNIST's
-# statistics, as their trunks were trained on them.
+# The embedded sets (dcbench/data/embedded/retrieval_builder.py), built on first use;
+# Fashion-MNIST's statistics, as their trunks were trained on them.
 for _base, _src in (("fmnist-oxford", "train"), ("fmnist-paris", "test")):
     for _name, _quick in ((_base, False), (_base + "-quick", True)):
         _register(_name, f"embedded instance-retrieval scenes of Fashion-MNIST {_src} items in "

@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dcbench.data import voc_scenes as vs
-from dcbench.data.build_digests import verify
-from dcbench.data.fashion_mnist import FILES, read_idx
+from dcbench.data.embedded import voc_scenes as vs
+from dcbench.data.embedded.build_digests import verify
+from dcbench.data.embedded.voc_builder import publish_build, reuse_build
+from dcbench.data.embedded.voc_scenes import FMNIST_VOC_CLASSES, OBJECT_LEVEL, Pool
+from dcbench.data.idx import FILES, read_idx
 from dcbench.data.registry import resolve_root
-from dcbench.data.voc_builder import publish_build, reuse_build
-from dcbench.data.voc_scenes import FMNIST_VOC_CLASSES, OBJECT_LEVEL, Pool
 from dcbench.errors import DataError
 from dcbench.progress import progress
 

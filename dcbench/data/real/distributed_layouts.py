@@ -10,7 +10,7 @@
   `ILSVRC2012_devkit_t12.tar.gz` is there, torchvision's parse_devkit_archive (md5-checked)
   writes it first. The training split stays `<root>/train/<wnid>/`.
 
-`layout_of(root)` says which layout a root holds; image_folder.py dispatches on it, so the
+`layout_of(root)` says which layout a root holds; class_folder_sets.py dispatches on it, so the
 probes, `data validate` and every task read all of them alike.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dcbench.data.image_folder import IMG_EXTENSIONS, ListedImages
+from dcbench.data.real.image_folder import IMG_EXTENSIONS, ListedImages, scan_split
 from dcbench.data.registry import ValidationReport
 from dcbench.errors import DataError
 
@@ -112,8 +112,6 @@ def build(name: str, root: Path, split: str, transform: Callable | None) -> Data
     if layout == "places205-csv":
         classes, samples = places_split(root, split)
     else:                       # imagenet-devkit: train keeps its class folders
-        from dcbench.data.image_folder import scan_split
-
         classes, samples = (imagenet_val(root) if split == "val" else scan_split(root / split))
     return ListedImages(samples, classes, transform)
 

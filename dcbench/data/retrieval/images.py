@@ -1,20 +1,15 @@
-"""Items for retrieval feature extraction (dcbench/data/oxford_paris.py's sets), prepared as
-DC's eval_retrieval.py ImageHelper does (PROTOCOLS.md, Retrieval)."""
+"""Items for retrieval feature extraction, prepared as DC's eval_retrieval.py ImageHelper does
+(PROTOCOLS.md, Retrieval); oxford_paris.retrieval_images picks them from a set's ground truth."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from dcbench.data.image_folder import load_rgb
-from dcbench.errors import DataError
-
-if TYPE_CHECKING:
-    from dcbench.data.oxford_paris import RetrievalSet
+from dcbench.data.real.image_folder import load_rgb
 
 
 def _crop(img: Image.Image, box: np.ndarray) -> Image.Image:
@@ -57,23 +52,3 @@ class RetrievalImages:
         if self.transform is not None:
             img = self.transform(img)
         return img, -1
-
-
-def retrieval_images(rs: RetrievalSet, split: str, max_side: int | None = None,
-                     transform: Callable | None = None,
-                     crop_first: bool | None = None) -> RetrievalImages:
-    """'database' / 'query' (original protocol: queries cropped after resizing, as DC) or
-    'revisited-database' / 'revisited-query' (queries cropped first, as RO; `crop_first`
-    overrides)."""
-    base, _, kind = split.rpartition("-")
-    if base not in ("", "revisited") or kind not in ("database", "query"):
-        raise DataError(f"no split '{split}' (database, query, revisited-database, "
-                        f"revisited-query)")
-    gnd = rs.revisited if base else rs
-    if gnd is None:
-        raise DataError(f"{rs.root} has no gnd_*.pkl: split '{split}' needs the revisited "
-                        f"ground truth (gnd_roxford5k.pkl / gnd_rparis6k.pkl)")
-    if kind == "database":
-        return RetrievalImages([rs.path(n) for n in gnd.images], None, max_side, transform)
-    return RetrievalImages([rs.path(n) for n in gnd.query_images], gnd.query_boxes, max_side,
-                           transform, bool(base) if crop_first is None else crop_first)

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from dcbench.data.gray_images import GrayImages, to_28
-from dcbench.data.registry import DatasetSpec, ValidationReport, register_dataset
+from dcbench.data.spec import DatasetSpec, ValidationReport
 from dcbench.errors import DataError
 
 MEAN, STD = 0.3062, 0.3255      # of the 28-px images (0-1), all 1,797
@@ -57,7 +57,11 @@ class Digits(GrayImages):
         super().__init__(*digits_28px(), transform)
 
 
-register_dataset(DatasetSpec(
+# this module's datasets, registered by dcbench/data/catalog.py
+SPECS: list[DatasetSpec] = []
+
+
+SPECS.append(DatasetSpec(
     name="digits",
     description="scikit-learn's 8x8 digits, 1,797 images in 10 classes, shown at 28 px",
     splits=("all",), size="small", native=28,

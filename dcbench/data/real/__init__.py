@@ -1,0 +1,1 @@
+"""Loaders of real datasets in the layouts their users download."""

@@ -1,0 +1,1 @@
+"""Oxford5k / Paris6k (original and revisited ground truth) and their images."""
