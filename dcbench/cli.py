@@ -12,17 +12,35 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from dcbench.errors import DcbenchError
+from dcbench.methods.catalog import COMMON, DEFAULT_SEED, METHODS
+
+
+class ArchChoice(click.Choice):
+    """--arch's choices: dcbench.models.MODELS without JULE's nets (JULE picks its own), read
+    when needed, since the models' module loads torch (about a second)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from dcbench.models import MODELS
+        from dcbench.models.jule_net import JULE_NETS
+
+        return tuple(a for a in MODELS if a not in JULE_NETS)
+
+    @choices.setter
+    def choices(self, value: object) -> None:       # click's __init__ sets it: ignored
+        pass
 
 
 def _command_line() -> str:
     return "dcbench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-# dcbench.models.MODELS without JULE's nets (a test keeps them equal)
-ARCHS = ("alexnet", "vgg16", "alexnet-small", "alexnet-small-wide")
-METHODS = ("deepcluster", "supervised", "jule")
 SEED_MAX = 2**32 - 1    # numpy's legacy seeds (np.random.seed); torch's go to 2**64 - 1
 
 
@@ -46,14 +64,15 @@ def cli(debug: bool) -> None:
 
 
 @cli.command()
-@click.option("--method", type=click.Choice(METHODS), default="deepcluster", show_default=True,
-              help="supervised is the 'labels' baseline")
+@click.option("--method", type=click.Choice(list(METHODS)), default="deepcluster",
+              show_default=True, help="; ".join(f"{m.name}: {m.summary}"
+                                                for m in METHODS.values()))
 @click.option("--data", "data", default="fashion-mnist", show_default=True,
               help="dataset name (dcbench data list)")
 @click.option("--root", default=None, help="this dataset's folder (overrides --data-root)")
 @click.option("--data-root", default=None, envvar="DCBENCH_DATA",
               help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
-@click.option("--arch", type=click.Choice(ARCHS), default=None,
+@click.option("--arch", type=ArchChoice(), default=None,
               help="[default: alexnet-small on 32 px data, else alexnet]")
 @click.option("--k", "k", type=int, default=None,
               help="number of clusters [default: 10000; 100 on fashion-mnist]")
@@ -86,7 +105,7 @@ def cli(debug: bool) -> None:
               help="dataset passes between two clusterings")
 @click.option("--min-scale", type=float, default=None,
               help="RandomResizedCrop lower scale [default: 0.08; 0.3 on 32 px data]")
-@click.option("--seed", type=int, default=31, show_default=True)
+@click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last epoch")
 @click.option("--save-every", type=int, default=0, show_default=True,
               help="also keep checkpoint_<epoch>.pth.tar every N epochs (0: only the latest)")
@@ -113,9 +132,15 @@ def pretrain(**opts) -> None:
     from dcbench.eval_request import parse_value
     from dcbench.methods import run_pretraining
 
-    _check_seed(opts["seed"], 31)
+    _check_seed(opts["seed"], DEFAULT_SEED)
+    # a method's own flags left at their defaults are passed as None, so that the method
+    # refuses only the flags given (catalog.check_options) and fills in its own defaults
+    ctx = click.get_current_context()
+    for key in opts:
+        if key not in COMMON and ctx.get_parameter_source(key) == ParameterSource.DEFAULT:
+            opts[key] = None
     sets = {}
-    for item in opts.pop("method_sets"):
+    for item in opts.pop("method_sets") or ():
         if "=" not in item:
             raise DcbenchError(f"--set {item!r}: expected KEY=VALUE, e.g. --set eta=0.9")
         key, value = item.split("=", 1)

@@ -191,8 +191,8 @@ ROWS = [
     Row(f"{PRE} --amp fp16", r"'fp16' is not one of 'auto', 'bf16', 'off'"),
     Row(f"{PRE} --epochs 0", r"--epochs 0 is out of range"),
     Row(f"{PRE} --batch-size 0", r"--batch-size 0 is out of range"),
-    Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small', "
-        r"'alexnet-small-wide'"),
+    Row(f"{PRE} --arch resnet", r"'resnet' is not one of 'alexnet', 'alexnet-small', "
+        r"'alexnet-small-wide', 'vgg16'"),
     Row(f"{PRE} --method simclr", r"'simclr' is not one of 'deepcluster', 'supervised', 'jule'"),
     Row(f"{PRE} --set eta=0.5", r"--set is for JULE's options"),
     Row(f"{PRE} --root {{ws}}/nosuch", r"--root .*nosuch is not a folder"),
@@ -207,11 +207,16 @@ ROWS = [
     Row("pretrain --method jule --data digits --out {ws}/new_run --set eta=2",
         r"--set eta=2 is out of range: expected a number in \(0, 1\]"),
     Row("pretrain --method jule --data digits --out {ws}/new_run --k 10",
-        r"--k is DeepCluster's"),
+        r"--k is not an option of jule \(.*\); drop it: jule takes --set KEY=VALUE beside"),
     Row("pretrain --method jule --data digits --out {ws}/new_run --seed-streams shared",
-        r"--seed-streams is DeepCluster's"),
+        r"--seed-streams is not an option of jule"),
     Row("pretrain --method jule --data digits --out {ws}/new_run --amp off",
-        r"--amp is DeepCluster's"),
+        r"--amp is not an option of jule"),
+    Row("pretrain --method supervised --out {ws}/new_run --k 50",
+        r"--k is not an option of supervised \(the same trunk and recipe trained on the true "
+        r"labels, no clusters\); drop it: supervised takes --arch, --no-sobel"),
+    Row("pretrain --method supervised --out {ws}/new_run --clustering pic --reassign 2",
+        r"--clustering, --reassign are not options of supervised"),
     # --- data -----------------------------------------------------------------------------------
     Row("data validate fashion-mnist --root {ws}/fm_cut",
         r"train-images-idx3-ubyte.gz is truncated or corrupt"),
@@ -265,7 +270,7 @@ def test_bf16_where_the_cpu_would_emulate_it_is_refused_before_any_work(
 
 def test_there_are_at_least_40_rows_and_arch_choices_match_the_models() -> None:
     assert len(ROWS) >= 40
-    assert set(cli.ARCHS) == {a for a in MODELS if not a.startswith("jule-")}
+    assert set(cli.ArchChoice().choices) == {a for a in MODELS if not a.startswith("jule-")}
 
 
 def assert_readme_lists(rows: list[Row]) -> None:

@@ -106,3 +106,30 @@ def test_every_package_folder_is_installed() -> None:
     listed = set(re.findall(r'"([\w.]+)"', block.group(1)))     # tomllib: Python 3.11+
     folders = {name for name, path in modules().items() if path.name == "__init__.py"}
     assert folders - listed == set()
+
+
+def test_the_supervised_config_holds_no_deepcluster_key_and_resumes_an_older_run() -> None:
+    """Its log showed k 100 and clustering kmeans (issue 36); a run folder saved with them
+    still resumes."""
+    from dcbench.methods.config import DEEPCLUSTER_ONLY, differences, resolve
+
+    sup = resolve({"method": "supervised", "data": "fashion-mnist", "out": "x"})
+    dc = resolve({"method": "deepcluster", "data": "fashion-mnist", "out": "x"})
+    assert set(dc) - set(sup) == set(DEEPCLUSTER_ONLY)
+    older = {**sup, **{k: dc[k] for k in DEEPCLUSTER_ONLY}}
+    assert differences(older, sup) == []
+    assert differences({**older, "lr": 0.01}, sup) == ["lr"]
+
+
+def test_each_method_refuses_the_options_it_does_not_read() -> None:
+    import pytest
+
+    from dcbench.errors import DcbenchError
+    from dcbench.methods.catalog import METHODS, check_options
+
+    assert check_options({"method": "deepcluster", "k": 50}).name == "deepcluster"
+    for method, key in (("supervised", "k"), ("supervised", "sampler"), ("jule", "pca_dim")):
+        with pytest.raises(DcbenchError, match=rf"^--{key.replace('_', '-')} is not an option "
+                                               rf"of {method} "):
+            check_options({"method": method, key: 3})
+    assert "k" in METHODS["deepcluster"].options and "k" not in METHODS["supervised"].options

@@ -154,7 +154,8 @@ def test_jule_checkpoint_runs_the_linear_probe_on_the_layers_it_has(jule_run: Pa
 
 
 def test_deepcluster_flags_are_refused_for_jule_not_ignored(tmp_path: Path):
-    with pytest.raises(DcbenchError, match="--k, --reassign are DeepCluster's"):
+    with pytest.raises(DcbenchError, match="--k, --reassign, --clustering are not options of "
+                                           "jule"):
         run_pretraining({"method": "jule", "data": "digits", "out": str(tmp_path / "run"),
                          "k": 50, "reassign": 2.0, "clustering": "kmeans"})
     assert not (tmp_path / "run").exists()

@@ -25,6 +25,7 @@ from dcbench.faults import KILLED_EXIT
 
 TINY = ["--max-images", "256", "--k", "8", "--batch-size", "64", "--workers", "0",
         "--pca-dim", "32"]
+TINY_SUPERVISED = TINY[:2] + TINY[4:8]         # no clusters: --k and --pca-dim are refused
 
 
 def pretrain(out: Path, *args: str, fault: str | None = None,
@@ -34,7 +35,8 @@ def pretrain(out: Path, *args: str, fault: str | None = None,
     if fault:
         env["DCBENCH_FAULT"] = fault
     proc = subprocess.run([sys.executable, "-m", "dcbench", "pretrain", "--out", str(out),
-                           *TINY, *args], capture_output=True, text=True, env=env, timeout=600)
+                           *(TINY_SUPERVISED if "supervised" in args else TINY), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
@@ -193,7 +195,8 @@ def test_variants_run(tmp_path: Path, extra: list[str]):
 
 @pytest.mark.parametrize("args, message", [
     (["--data", "nope"], "unknown dataset 'nope'"),
-    (["--arch", "resnet"], "'resnet' is not one of 'alexnet', 'vgg16', 'alexnet-small'"),
+    (["--arch", "resnet"],
+     "'resnet' is not one of 'alexnet', 'alexnet-small', 'alexnet-small-wide', 'vgg16'"),
     (["--arch", "alexnet"], "use --arch alexnet-small"),
     (["--k", "300"], "--k 300 is larger than the 256 images"),
     (["--method", "simclr"], "'simclr' is not one of 'deepcluster', 'supervised', 'jule'"),

@@ -14,6 +14,7 @@ from typing import Any
 
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
+from dcbench.methods.catalog import DEFAULT_SEED, check_options
 from dcbench.models import MODELS
 from dcbench.schema import PRETRAIN, check_values
 
@@ -31,7 +32,10 @@ COMMON = {"batch_size": 256, "lr": 0.05, "wd": 1e-5, "momentum": 0.9}
 # Keys a resumed run may change without becoming a different run.
 # (amp follows the device: a run may resume on another machine)
 RESUMABLE_CHANGES = {"epochs", "workers", "save_every", "out", "amp"}
-METHOD_NAMES = ("deepcluster", "supervised", "jule")     # jule: dcbench/methods/jule.py
+# config keys only DeepCluster reads: the supervised baseline's config has none of them
+# (runs saved before it held k 100, clustering kmeans, ...: ignored on resume)
+DEEPCLUSTER_ONLY = ("k", "pca_dim", "empty_clusters", "clustering", "sampler", "reassign",
+                    "pca_sample", "kmeans_iters")
 LR_SCHEDULES = ("constant", "cosine")
 SEED_STREAMS = ("independent", "shared")     # session.stream_seeds
 
@@ -47,9 +51,7 @@ def epoch_lr(cfg: dict[str, Any], epoch: int) -> float:
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     """CLI options (None = default) -> the full config that is printed, saved and hashed."""
     opts = check_values(opts, PRETRAIN)
-    method = opts.get("method") or "deepcluster"
-    if method not in METHOD_NAMES:
-        raise DcbenchError(f"unknown method '{method}'; choose one of: {', '.join(METHOD_NAMES)}")
+    method = check_options(opts).name       # an option the method does not read is refused
     spec = get_dataset_spec(opts.get("data") or "fashion-mnist")
     base = SMALL if spec.size == "small" else PAPER
     cfg: dict[str, Any] = {"method": method, "data": spec.name}
@@ -58,12 +60,12 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
         cfg[key] = default if value is None else value
     cfg.update({
         "root": opts.get("root"), "data_root": opts.get("data_root"),
-        "sobel": bool(opts.get("sobel", True)),
+        "sobel": True if opts.get("sobel") is None else bool(opts["sobel"]),
         "lr_schedule": opts.get("lr_schedule") or "constant",
         "clustering": opts.get("clustering") or "kmeans",
         "sampler": opts.get("sampler") or "uniform",
         "reassign": 1.0 if opts.get("reassign") is None else float(opts["reassign"]),
-        "seed": int(opts["seed"]) if opts.get("seed") is not None else 31,
+        "seed": int(opts["seed"]) if opts.get("seed") is not None else DEFAULT_SEED,
         "max_images": opts.get("max_images"),
         "pca_sample": int(opts.get("pca_sample") or 50_000),
         "kmeans_iters": int(opts.get("kmeans_iters") or 20),
@@ -87,6 +89,9 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
                            f"{', '.join(LR_SCHEDULES)}")
     if method == "supervised" and not spec.labelled:
         raise DcbenchError(f"the supervised baseline needs labels and '{spec.name}' has none")
+    if method == "supervised":
+        for key in DEEPCLUSTER_ONLY:
+            del cfg[key]
     return cfg
 
 
@@ -98,6 +103,8 @@ BEFORE_KEY_EXISTED = {"empty_clusters": "paper", "lr_schedule": "constant",
 def differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     """Keys whose values differ between a saved run config and a new one (resume check)."""
     saved = {**{k: v for k, v in BEFORE_KEY_EXISTED.items() if k in new}, **saved}
+    if new.get("method") == "supervised":
+        saved = {k: v for k, v in saved.items() if k not in DEEPCLUSTER_ONLY}
     resumable = set(RESUMABLE_CHANGES)
     if new.get("lr_schedule", "constant") != "constant":
         resumable.discard("epochs")         # the schedule spans the epochs: a new run

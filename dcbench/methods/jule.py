@@ -46,6 +46,7 @@ from dcbench.clustering.metrics import all_metrics
 from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset, targets_of
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
+from dcbench.methods.catalog import DEFAULT_SEED, check_options
 from dcbench.methods.run_dir import RunDir
 from dcbench.methods.session import check_max_images
 from dcbench.models import build_model
@@ -65,16 +66,6 @@ DEFAULTS: dict[str, Any] = {
 # trains that one on any set (e.g. MNIST, for the 32-px tasks).
 NETS = {"mnist": "jule-28", "usps": "jule-16", "coil20": "jule-128", "coil100": "jule-128"}
 
-# pretrain flags JULE has no use for: (flag, option key, the CLI's default); its own loop
-# trains in float32 (--amp is DeepCluster's and the supervised baseline's)
-DEEPCLUSTER_ONLY = [("--k", "k", None), ("--pca-dim", "pca_dim", None),
-                    ("--min-scale", "min_scale", None), ("--clustering", "clustering", "kmeans"),
-                    ("--sampler", "sampler", "uniform"), ("--reassign", "reassign", 1.0),
-                    ("--no-sobel", "sobel", True), ("--save-every", "save_every", 0),
-                    ("--empty-clusters", "empty_clusters", None),
-                    ("--seed-streams", "seed_streams", None), ("--amp", "amp", "auto")]
-
-
 def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     """CLI options -> JULE's full config (checked before any work)."""
     opts = check_values(opts, PRETRAIN)
@@ -82,21 +73,16 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     if spec.size != "small":
         raise DcbenchError(f"JULE runs on small grayscale sets (digits, fashion-mnist); "
                            f"'{spec.name}' has {spec.size} images")
-    ignored = [flag for flag, key, default in DEEPCLUSTER_ONLY
-               if opts.get(key) not in (None, default)]
-    if ignored:
-        raise DcbenchError(f"{', '.join(ignored)} {'is' if len(ignored) == 1 else 'are'} "
-                           f"DeepCluster's; JULE takes --epochs, --batch-size, --lr, --wd, "
-                           f"--momentum, --seed, --max-images and --set KEY=VALUE")
+    if opts.get("arch") is not None and "arch" not in (opts.get("jule_options") or {}):
+        raise DcbenchError(f"--arch {opts['arch']}: JULE trains its own nets "
+                           f"({', '.join(JULE_NETS)}; {NETS.get(spec.name, 'jule-32')} for "
+                           f"{spec.name}); drop --arch, or pick one with --set arch=jule-32")
+    check_options({**opts, "method": "jule", "arch": None})   # DeepCluster's flags refused
     sets = dict(opts.get("jule_options") or {})
     unknown = sorted(set(sets) - set(DEFAULTS))
     if unknown:
         raise DcbenchError(f"--set {unknown[0]}: JULE has no such option; it has "
                            f"{', '.join(DEFAULTS)}")
-    if opts.get("arch") is not None and "arch" not in sets:
-        raise DcbenchError(f"--arch {opts['arch']}: JULE trains its own nets "
-                           f"({', '.join(JULE_NETS)}; {NETS.get(spec.name, 'jule-32')} for "
-                           f"{spec.name}); drop --arch, or pick one with --set arch=jule-32")
     cfg: dict[str, Any] = {"method": "jule", "data": spec.name}
     for key, default in DEFAULTS.items():
         value = sets.get(key, opts.get(key))
@@ -110,7 +96,7 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
         raise DcbenchError(f"--set split={cfg['split']}: '{spec.name}' has splits "
                            f"{', '.join(spec.splits)}")
     cfg.update({"root": opts.get("root"), "data_root": opts.get("data_root"),
-                "seed": int(opts["seed"]) if opts.get("seed") is not None else 31,
+                "seed": int(opts["seed"]) if opts.get("seed") is not None else DEFAULT_SEED,
                 "max_images": opts.get("max_images"), "out": str(opts["out"]),
                 "workers": opts.get("workers"), "save_every": 0, "sobel": False})
     return cfg
