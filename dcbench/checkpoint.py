@@ -50,6 +50,9 @@ class CheckpointInfo:
     # the trunk's weights and buffers (state_sha256): equal for a bit-identical re-training,
     # whose file (run timings inside) hashes differently; the report keys checkpoints on it
     weights_sha256: str | None = None
+    # a JULE run's final clusters (labels, and the data, split and max_images they are of),
+    # read with the trunk so no task opens the file again
+    clusters: dict[str, Any] | None = None
 
     def as_record(self) -> dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "arch": self.arch,
@@ -405,5 +408,16 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
         provenance={key: obj[key] for key in ("config", "code_version", "dcbench_version")
                     if key in obj},
         weights_sha256=state_sha256(model),
+        clusters=_run_clusters(obj),
     )
     return model.to(device).eval(), info
+
+
+def _run_clusters(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The clusters a JULE checkpoint's run ended with (None for any other checkpoint)."""
+    if obj.get("method") != "jule" or "labels" not in obj:
+        return None
+    run = obj.get("config") or {}
+    return {"labels": obj["labels"], "final": bool((obj.get("history") or [{}])[-1].get("final")),
+            "data": run.get("data"), "split": run.get("split"),
+            "max_images": run.get("max_images")}

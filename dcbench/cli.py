@@ -17,6 +17,12 @@ from click.core import ParameterSource
 from dcbench.errors import DcbenchError
 from dcbench.methods.catalog import COMMON, DEFAULT_SEED, METHODS
 
+# options several commands share, declared once
+DATA_ROOT = click.option("--data-root", default=None, envvar="DCBENCH_DATA",
+                         help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+RESULTS = click.option("--results", default=None, envvar="DCBENCH_RESULTS",
+                       help="results folder [default: results; env DCBENCH_RESULTS]")
+
 
 class ArchChoice(click.Choice):
     """--arch's choices: dcbench.models.MODELS without JULE's nets (JULE picks its own), read
@@ -70,8 +76,7 @@ def cli(debug: bool) -> None:
 @click.option("--data", "data", default="fashion-mnist", show_default=True,
               help="dataset name (dcbench data list)")
 @click.option("--root", default=None, help="this dataset's folder (overrides --data-root)")
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@DATA_ROOT
 @click.option("--arch", type=ArchChoice(), default=None,
               help="[default: alexnet-small on 32 px data, else alexnet]")
 @click.option("--k", "k", type=int, default=None,
@@ -164,10 +169,8 @@ def pretrain(**opts) -> None:
               help="run this many seeds (seed, seed+1, ...); the report shows mean +- std")
 @click.option("--force", is_flag=True, help="run even if already recorded")
 @click.option("--quick", is_flag=True, help="same code on a small subset (for tests)")
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
-@click.option("--results", default=None, envvar="DCBENCH_RESULTS",
-              help="results folder [default: results; env DCBENCH_RESULTS]")
+@DATA_ROOT
+@RESULTS
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="override a task option, e.g. --set epochs=5 (see dcbench tasks)")
 @click.option("--workers", type=int, default=None, help="data loading workers")
@@ -183,8 +186,7 @@ def eval_cmd(**opts) -> None:
 
 
 @cli.command()
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@DATA_ROOT
 def tasks(data_root: str | None) -> None:
     """List every task with its settings and whether its data is found."""
     from dcbench.eval_request import task_table
@@ -193,8 +195,7 @@ def tasks(data_root: str | None) -> None:
 
 
 @cli.command()
-@click.option("--results", default=None, envvar="DCBENCH_RESULTS",
-              help="results folder [default: results; env DCBENCH_RESULTS]")
+@RESULTS
 @click.option("--runs", multiple=True, help="pretraining run folders for the figures "
               "[default: results/runs/* and the folders of recorded checkpoints]")
 @click.option("--best", is_flag=True, help="show best-epoch values instead of final values")
@@ -204,8 +205,7 @@ def tasks(data_root: str | None) -> None:
               "activations (file, pretrained/ name or random:ARCH[:SEED]; repeatable)")
 @click.option("--picture-images", type=click.IntRange(10, 100_000), default=2000,
               show_default=True, help="test images the pictures search")
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@DATA_ROOT
 def report(results: str | None, runs: tuple[str, ...], best: bool, include_quick: bool,
            pictures: tuple[str, ...], picture_images: int, data_root: str | None) -> None:
     """Regenerate the paper's tables and figures from the recorded results."""
@@ -234,8 +234,7 @@ def data_list() -> None:
 @data.command()
 @click.argument("name")
 @click.option("--root", default=None, help="this dataset's folder")
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@DATA_ROOT
 def validate(name: str, root: str | None, data_root: str | None) -> None:
     """Check a dataset's layout; print counts per split and class, or the first problem."""
     from dcbench.data import validate_dataset
@@ -248,8 +247,7 @@ def validate(name: str, root: str | None, data_root: str | None) -> None:
 @click.option("--out", default=None, help="where to build it [default: where dcbench looks "
               "for it: <data-root>/NAME, else $DCBENCH_CACHE/NAME or ~/.cache/dcbench/NAME]")
 @click.option("--quick", is_flag=True, help="the small twin (NAME-quick) that --quick runs use")
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@DATA_ROOT
 def build(name: str, out: str | None, quick: bool, data_root: str | None) -> None:
     """Build an embedded set (deterministic, from Fashion-MNIST) in its real layout."""
     from dcbench.data import get_dataset_spec
@@ -267,10 +265,8 @@ def build(name: str, out: str | None, quick: bool, data_root: str | None) -> Non
 @click.option("--full", is_flag=True, help="the longer recipe (DeepCluster 10 clusterings x 3 "
               "passes, VOC in both settings, the standard supervised baseline, the k sweep: "
               "about 135 min on 2 cores); writes to results/full unless --results is given")
-@click.option("--results", default=None, envvar="DCBENCH_RESULTS",
-              help="results folder [default: results; env DCBENCH_RESULTS]")
-@click.option("--data-root", default=None, envvar="DCBENCH_DATA",
-              help="folder holding one sub-folder per dataset [env DCBENCH_DATA]")
+@RESULTS
+@DATA_ROOT
 def demo(quick: bool, full: bool, results: str | None, data_root: str | None) -> None:
     """Pretrain, evaluate and report on Fashion-MNIST (30 min on 2 cores); resumes where it
     stopped."""

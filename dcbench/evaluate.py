@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import partial
@@ -168,19 +169,25 @@ class Prepared:
                 not in done]
 
 
-def prepare_request(opts: dict[str, Any], request: EvalRequest | None = None) -> Prepared:
-    """Check the request, hash its config, load its checkpoint and resolve its settings."""
+Loaded = Callable[[str, torch.device], tuple[Trunk, CheckpointInfo]]
+
+
+def prepare_request(opts: dict[str, Any], request: EvalRequest | None = None,
+                    load: Loaded | None = None) -> Prepared:
+    """Check the request, hash its config, load its checkpoint (with `load`, a caller's
+    loader that keeps checkpoints loaded across requests: the demo's) and resolve its
+    settings."""
     request = request or check_request(opts)
     opts, task = request.opts, request.task
     device = distributed.pick_device()
     ctx = tasks.RunContext(device=device, data_root=opts.get("data_root"),
                            out_dir=results_dir(request.results), quick=bool(opts.get("quick")),
-                           workers=opts.get("workers"), options=request.options,
-                           ckpt=str(opts["ckpt"]))
+                           workers=opts.get("workers"), options=request.options)
     config = {**task.config(ctx), "quick": ctx.quick, "options": request.options}  # checks them
     if distributed.is_distributed():
         distributed.init()                  # each rank reads its share; rank 0 records
-    trunk, info = load_trunk(opts["ckpt"], device)
+    trunk, info = (load or load_trunk)(opts["ckpt"], device)
+    ctx.checkpoint = info
     trunk = prepare(trunk, device).eval()
     settings = settings_for_trunk(task, request.settings, trunk,
                                   explicit=bool(opts.get("settings"))
@@ -188,20 +195,21 @@ def prepare_request(opts: dict[str, Any], request: EvalRequest | None = None) ->
     return Prepared(request, ctx, config, config_hash(config), trunk, info, settings)
 
 
-def unrecorded(opts: dict[str, Any]) -> tuple[int, int]:
+def unrecorded(opts: dict[str, Any], load: Loaded | None = None) -> tuple[int, int]:
     """(runs not yet recorded, runs in all) of an eval request, one run per setting and seed:
     what `run_eval` would compute now (the demo's ETA leaves out what it will skip)."""
-    prep = prepare_request(opts)
+    prep = prepare_request(opts, load=load)
     r, done = prep.request, prep.recorded()
     seeds = range(r.first_seed, r.first_seed + r.n_seeds)
     return sum(len(prep.todo(seed, done)) for seed in seeds), len(prep.settings) * r.n_seeds
 
 
 def run_eval(opts: dict[str, Any], command: str = "",
-             request: EvalRequest | None = None) -> list[Record]:
+             request: EvalRequest | None = None, load: Loaded | None = None) -> list[Record]:
     """Run `opts['task']` on `opts['ckpt']` for every seed; return the records written.
-    `request`: the already checked request (the CLI checks it before importing torch)."""
-    prep = prepare_request(opts, request)
+    `request`: the already checked request (the CLI checks it before importing torch);
+    `load`: see prepare_request."""
+    prep = prepare_request(opts, request, load)
     task, ctx, config, chash, trunk, info = (prep.request.task, prep.ctx, prep.config,
                                              prep.chash, prep.trunk, prep.info)
     first, n_seeds, results = prep.request.first_seed, prep.request.n_seeds, prep.request.results

@@ -27,7 +27,6 @@ Settings beside the layers, for the clustering table in JULE's shape:
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +47,7 @@ from .registry import Measurement, RunContext, register_task
 if TYPE_CHECKING:       # the declaration loads without torch; run() imports what it uses
     import torch
 
+    from dcbench.checkpoint import CheckpointInfo
     from dcbench.models import Trunk
 
 LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc7_pre", "embed")
@@ -146,7 +146,7 @@ class Clustering(OnLabelledDataset):
                 extra.update(layer=rc_layer, k_s=cfg["k_s"], k_c=cfg["k_c"], eta=cfg["eta"],
                              min_size=cfg["min_size"])
             else:
-                assignment = jule_final_clusters(ctx.ckpt, cfg, data)
+                assignment = jule_final_clusters(ctx.checkpoint, cfg, data)
                 extra.update(source="the JULE run's final clusters (its checkpoint)")
             for metric, value in all_metrics(labels, assignment).items():
                 out.append(Measurement(
@@ -155,25 +155,23 @@ class Clustering(OnLabelledDataset):
         return out
 
 
-def jule_final_clusters(ckpt: str | None, cfg: dict[str, Any], data) -> np.ndarray:
-    """JULE-SF: the labels a JULE run's last period ended with, checked to be of this split
-    (on a --quick subset, the subset's labels)."""
-    from dcbench.checkpoint import read_file
-
-    obj = read_file(ckpt) if ckpt and Path(ckpt).is_file() else {}
-    run = obj.get("config", {}) if isinstance(obj, dict) else {}
-    if obj.get("method") != "jule" or "labels" not in obj:
+def jule_final_clusters(info: CheckpointInfo | None, cfg: dict[str, Any], data) -> np.ndarray:
+    """JULE-SF: the labels a JULE run's last period ended with (read with the checkpoint),
+    checked to be of this split (on a --quick subset, the subset's labels)."""
+    run = info.clusters if info is not None else None
+    path = info.path if info is not None else None
+    if run is None:
         raise DcbenchError(f"setting jule-sf needs a JULE checkpoint (dcbench pretrain "
-                           f"--method jule); {ckpt} is not one")
-    if not (obj.get("history") or [{}])[-1].get("final"):
-        raise DcbenchError(f"{ckpt}: the JULE run has not reached its target clusters yet; "
+                           f"--method jule); {path} is not one")
+    if not run["final"]:
+        raise DcbenchError(f"{path}: the JULE run has not reached its target clusters yet; "
                            f"finish it with dcbench pretrain --resume")
     keep = getattr(data, "indices", None)
     full = len(data) if keep is None else len(data.dataset)
-    if (run.get("data"), run.get("split")) != (cfg["dataset"], cfg["split"]) \
-            or run.get("max_images") is not None or len(obj["labels"]) != full:
-        raise DcbenchError(f"{ckpt} clustered {run.get('data')} {run.get('split')} "
-                           f"({len(obj['labels'])} images), not {cfg['dataset']} "
-                           f"{cfg['split']} ({full}); pass --set dataset={run.get('data')}")
-    labels = np.asarray(obj["labels"], np.int64)
+    if (run["data"], run["split"]) != (cfg["dataset"], cfg["split"]) \
+            or run["max_images"] is not None or len(run["labels"]) != full:
+        raise DcbenchError(f"{path} clustered {run['data']} {run['split']} "
+                           f"({len(run['labels'])} images), not {cfg['dataset']} "
+                           f"{cfg['split']} ({full}); pass --set dataset={run['data']}")
+    labels = np.asarray(run["labels"], np.int64)
     return labels if keep is None else labels[np.asarray(keep)]

@@ -19,6 +19,7 @@ from dcbench.errors import DcbenchError
 if TYPE_CHECKING:             # the registry loads without torch: `dcbench tasks` needs none
     import torch
 
+    from dcbench.checkpoint import CheckpointInfo
     from dcbench.models import Trunk
 
 ENTRY_POINT_GROUP = "dcbench.tasks"
@@ -35,7 +36,8 @@ class RunContext:
     quick: bool = False
     workers: int | None = None
     options: dict[str, Any] = field(default_factory=dict)   # task-specific --set key=value
-    ckpt: str | None = None         # the --ckpt being evaluated (JULE's own clusters live there)
+    # what the evaluated --ckpt is, as loaded once (a JULE run's final clusters included)
+    checkpoint: CheckpointInfo | None = None
 
 
 @dataclass

@@ -252,3 +252,29 @@ def test_the_eta_after_slow_float32_pretraining_does_not_slow_the_evaluations() 
     assert abs(eta - 16.2) <= 0.2 * 16.2, eta
     single_pace = 18.2 / sum(p.minutes * 1.8 for p in pre) * (sum(weights) + 0.3)
     assert single_pace > 1.2 * eta         # the old ETA's mistake, for contrast
+
+
+def test_the_demo_loads_each_checkpoint_once_and_again_when_it_is_retrained(tmp_path: Path,
+                                                                             monkeypatch):
+    """Its ETA checks and eval steps loaded the file once per step (issue 36)."""
+    import os
+
+    import dcbench.checkpoint as checkpoint_module
+    from dcbench.demo import LoadedCheckpoints
+    from dcbench.models import build_model
+
+    calls = []
+    real = checkpoint_module.load_trunk
+    monkeypatch.setattr(checkpoint_module, "load_trunk",
+                        lambda spec, device: calls.append(spec) or real(spec, device))
+    path = tmp_path / "c.pth"
+    checkpoint_module.save_checkpoint(path, build_model("alexnet-small", seed=0), epoch=1,
+                                      method="deepcluster")
+    load = LoadedCheckpoints()
+    first = load(str(path), "cpu")
+    assert load(str(path), "cpu") is first and load("random:alexnet-small", "cpu")
+    assert load("random:alexnet-small", "cpu") and calls == [str(path), "random:alexnet-small"]
+    checkpoint_module.save_checkpoint(path, build_model("alexnet-small", seed=1), epoch=2,
+                                      method="deepcluster")
+    os.utime(path, ns=(1, 1))          # a re-trained file: another stamp
+    assert load(str(path), "cpu")[1].epoch == 2 and len(calls) == 3

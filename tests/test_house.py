@@ -133,3 +133,15 @@ def test_each_method_refuses_the_options_it_does_not_read() -> None:
                                                rf"of {method} "):
             check_options({"method": method, key: 3})
     assert "k" in METHODS["deepcluster"].options and "k" not in METHODS["supervised"].options
+
+
+def test_docs_names_lists_every_name_once_and_is_current() -> None:
+    """docs/NAMES.md is what the registries say now (regenerate it with `python -m
+    dcbench.names > docs/NAMES.md`), and no name is defined in two places."""
+    from dcbench.names import markdown, rows
+
+    assert (ROOT / "docs" / "NAMES.md").read_text() == markdown()
+    kinds = [(kind, name) for kind, name, _ in rows()]
+    assert len(kinds) == len(set(kinds))
+    assert ("task", "voc-det") in kinds and ("dataset", "fmnist-voc") in kinds
+    assert ("arch", "alexnet-small") in kinds and ("method", "supervised") in kinds

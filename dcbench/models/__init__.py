@@ -11,12 +11,9 @@ from dcbench.models.jule_net import JULE_NETS, JuleNet32
 from dcbench.models.trunk import Trunk
 from dcbench.models.vgg16 import VGG16
 
+# each trunk class names itself (its ARCH): the one place an arch name is written
 MODELS: dict[str, type[Trunk]] = {
-    "alexnet": AlexNet,
-    "alexnet-small": AlexNetSmall,
-    "alexnet-small-wide": AlexNetSmallWide,
-    "vgg16": VGG16,
-    **JULE_NETS,
+    cls.ARCH: cls for cls in (AlexNet, AlexNetSmall, AlexNetSmallWide, VGG16, *JULE_NETS.values())
 }
 
 

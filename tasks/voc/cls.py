@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dcbench.errors import DcbenchError
 
 from ..registry import Measurement, RunContext, register_task
-from .task import VOCTask
+from .task import SETTINGS, VOCTask
 
 if TYPE_CHECKING:       # the declaration loads without torch; run() imports the training
     from dcbench.models import Trunk
@@ -45,7 +45,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-@register_task("voc-cls", settings=("fc6-8", "all"), datasets=("fmnist-voc", "voc2007", "voc2012"))
+@register_task("voc-cls", settings=SETTINGS, datasets=("fmnist-voc", "voc2007", "voc2012"))
 class VOCClassificationTask(VOCTask):
     """Multi-label VOC classification, FC6-8 (conv frozen incl. BN) or ALL trained."""
 

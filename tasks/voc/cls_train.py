@@ -21,7 +21,6 @@ from ..registry import Measurement, RunContext
 from .common import (
     crop_transform,
     freeze_conv,
-    from_one_rng_state,
     pct,
     reset_fc_and_head,
     sgd_step,
@@ -29,7 +28,9 @@ from .common import (
     trunk_copy,
 )
 from .metrics import classification_ap, mean_ap
+from .per_setting import measure_each_setting
 from .sharding import my_test_rows, rank_seed, summed_count, sync_model, train_loader
+from .task import ALL, FC6_8
 
 TEST_BATCH = 128
 
@@ -90,7 +91,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
     reset_fc_and_head(model, n_classes)
     model = prepare(model, ctx.device)
     sync_model(model)
-    params = freeze_conv(model, frozen=setting == "fc6-8")
+    params = freeze_conv(model, frozen=setting == FC6_8)
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
@@ -108,7 +109,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
         for group in opt.param_groups:
             group["lr"] = cfg["lr"] * cfg["lr_gamma"] ** ((it - 1) // cfg["lr_step"])
         loss = None if images is None else masked_bce(
-            forward(model, to_device(images, ctx.device), setting == "all"),
+            forward(model, to_device(images, ctx.device), setting == ALL),
             labels.to(ctx.device))
         step = sgd_step(opt, loss, 0 if images is None else len(labels), "voc-cls", setting,
                         it, progress, clip=(params, cfg["clip"]))
@@ -147,21 +148,11 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
                            f"different classes ({train.classes} vs {test.classes})")
     train = _subset(train, cfg["max_train"])
     test = _subset(test, cfg["max_test"])
-    out = []
-    for setting in from_one_rng_state(settings):
-        res = train_and_test(trunk, setting, train, test, cfg, ctx)
-        hist = res["history"]
-        best = max(hist, key=lambda h: h["mAP"])
-        final = hist[-1]
-        out.append(Measurement(
-            setting=setting, dataset=ds, split=cfg["test_split"], metric="map",
-            value=final["mAP"], best=best["mAP"], best_epoch=best["iteration"],
-            epochs=cfg["iterations"],
-            extra={"per_class_ap": {c: pct(a) for c, a in zip(res["classes"], final["ap"])},
-                   "curve": [{"iteration": h["iteration"], "mAP": h["mAP"],
-                              "train_loss": h["loss"]} for h in hist],
-                   "epoch_unit": "iteration", "best_selected_on": cfg["test_split"],
-                   "n_train": len(train), "n_test": len(test),
-                   "skipped_train": res["skipped_train"],
-                   "skipped_test": res["skipped_test"], "input_side": trunk.INPUT_SIZE}))
-    return out
+    return measure_each_setting(
+        settings, lambda setting: train_and_test(trunk, setting, train, test, cfg, ctx),
+        metric="map", key="mAP", percent=False, curve={"mAP": "mAP"}, dataset=ds,
+        split=cfg["test_split"], iterations=cfg["iterations"],
+        sizes={"n_train": len(train), "n_test": len(test)},
+        extra=lambda res, final: {
+            "per_class_ap": {c: pct(a) for c, a in zip(res["classes"], final["ap"])},
+            "input_side": trunk.INPUT_SIZE})

@@ -24,6 +24,7 @@ from dcbench.models import Trunk
 from dcbench.models.fold_bn import fold_into
 
 from .sharding import reduced_step
+from .task import FC6_8
 
 
 class RandomSquareCrop:
@@ -104,7 +105,7 @@ def trunk_copy(trunk: Trunk, setting: str) -> Trunk:
     """The copy a VOC run trains; at fc6-8 its frozen conv layers have BatchNorm folded in
     (the same outputs as eval-mode BN, which fc6-8 keeps: faster, bench/bench_fold_bn.py)."""
     model = copy.deepcopy(trunk)
-    return fold_into(model) if setting == "fc6-8" else model
+    return fold_into(model) if setting == FC6_8 else model
 
 
 def train_mode(trunk: Trunk) -> None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from dcbench.errors import DcbenchError
 
 from ..registry import Measurement, RunContext, register_task
-from .task import VOCTask
+from .task import SETTINGS, VOCTask
 
 if TYPE_CHECKING:       # the declaration loads without torch; run() imports the training
     from dcbench.models import Trunk
@@ -50,7 +50,7 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-@register_task("voc-det", settings=("fc6-8", "all"), datasets=("fmnist-voc", "voc2007", "voc2012"))
+@register_task("voc-det", settings=SETTINGS, datasets=("fmnist-voc", "voc2007", "voc2012"))
 class VOCDetectionTask(VOCTask):
     """VOC detection mAP@0.5, Fast R-CNN on FC6-8 (conv frozen incl. BN) or ALL trained."""
 

@@ -22,12 +22,13 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext
 from .cls_train import draw_order
-from .common import from_one_rng_state, pct, sgd_step, trunk_copy
+from .common import pct, sgd_step, trunk_copy
 from .det_inputs import DetectionInputs, detection_collate
 from .fast_rcnn import FastRCNN, from_extent, trainable
 from .metrics import detection_ap, mean_ap
+from .per_setting import measure_each_setting
 from .sharding import my_test_rows, summed_count, sync_model, train_loader
-from .task import EMBEDDED
+from .task import ALL, EMBEDDED
 
 TEST_BATCH = 8
 
@@ -134,7 +135,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
                    for t in targets]
             _, losses = model(to_device(images, ctx.device),
                               [t["proposals"].to(ctx.device) for t in targets],
-                              [t["shape"] for t in targets], dev, train_conv=setting == "all")
+                              [t["shape"] for t in targets], dev, train_conv=setting == ALL)
             loss = losses["loss_classifier"] + losses["loss_box_reg"]
         step = sgd_step(opt, loss, 0 if images is None else len(targets), "voc-det", setting,
                         it, progress)
@@ -194,25 +195,14 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
             cfg["train_max_size" if train else "test_max_size"] * factor,
             spec.mean, spec.std, train)
     use_07 = ds in EMBEDDED or ds == "voc2007"
-    out = []
-    for setting in from_one_rng_state(settings):
-        res = train_and_test(trunk, setting, inputs["train"], inputs["test"], cfg, ctx,
-                             use_07)
-        hist = res["history"]
-        best = max(hist, key=lambda h: h["mAP"])
-        final = hist[-1]
-        out.append(Measurement(
-            setting=setting, dataset=ds, split=cfg["test_split"], metric="map",
-            value=final["mAP"], best=best["mAP"], best_epoch=best["iteration"],
-            epochs=cfg["iterations"],
-            extra={"per_class_ap": {c: pct(a) for c, a in zip(classes, final["ap"])},
-                   "curve": [{"iteration": h["iteration"], "mAP": h["mAP"],
-                              "train_loss": h["loss"]} for h in hist],
-                   "ap_rule": "11-point (VOC2007)" if use_07 else "area (VOC2010+)",
-                   "proposals": info,
-                   "epoch_unit": "iteration", "best_selected_on": cfg["test_split"],
-                   "n_train": len(splits["train"]), "n_test": len(splits["test"]),
-                   "n_train_usable": res["n_train_usable"], "size_factor": factor,
-                   "skipped_train": res["skipped_train"],
-                   "skipped_test": res["skipped_test"]}))
-    return out
+    return measure_each_setting(
+        settings, lambda setting: train_and_test(trunk, setting, inputs["train"],
+                                                 inputs["test"], cfg, ctx, use_07),
+        metric="map", key="mAP", percent=False, curve={"mAP": "mAP"}, dataset=ds,
+        split=cfg["test_split"], iterations=cfg["iterations"],
+        sizes={"n_train": len(splits["train"]), "n_test": len(splits["test"])},
+        extra=lambda res, final: {
+            "per_class_ap": {c: pct(a) for c, a in zip(classes, final["ap"])},
+            "ap_rule": "11-point (VOC2007)" if use_07 else "area (VOC2010+)",
+            "proposals": info, "n_train_usable": res["n_train_usable"],
+            "size_factor": factor})

@@ -31,6 +31,7 @@ from dcbench.models import Trunk
 
 from .common import fc_layers
 from .fcn import conv5_shape
+from .task import ALL
 
 # The layers Fast R-CNN keeps frozen even when fine-tuning "all" (its prototxts set lr 0 on
 # conv1 for AlexNet, conv1_1-conv2_2 for VGG16), as indices into `Trunk.features`.
@@ -149,7 +150,7 @@ def trainable(model: FastRCNN, arch: str, setting: str) -> list[nn.Parameter]:
     the Sobel filter."""
     for i, layer in enumerate(model.features):
         for p in layer.parameters():
-            p.requires_grad = setting == "all" and i >= FROZEN_IN_ALL[arch]
+            p.requires_grad = setting == ALL and i >= FROZEN_IN_ALL[arch]
     if model.sobel is not None:
         for p in model.sobel.parameters():
             p.requires_grad = False

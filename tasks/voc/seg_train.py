@@ -21,10 +21,12 @@ from dcbench.progress import bar
 from ..inputs import QUICK_SUBSET_SEED
 from ..registry import Measurement, RunContext
 from .cls_train import draw_order
-from .common import freeze_conv, from_one_rng_state, pad_stack, pct, sgd_step, trunk_copy
+from .common import freeze_conv, pad_stack, pct, sgd_step, trunk_copy
 from .fcn import FCN
 from .metrics import confusion_matrix, segmentation_scores
+from .per_setting import measure_each_setting
 from .sharding import my_test_rows, summed_count, sync_model, train_loader
+from .task import ALL, FC6_8
 
 TEST_BATCH = 16
 
@@ -116,7 +118,7 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
     model = FCN(trunk_copy(trunk, setting), n_classes)
     model = prepare(model, ctx.device)
     sync_model(model)
-    params = freeze_conv(model, frozen=setting == "fc6-8")
+    params = freeze_conv(model, frozen=setting == FC6_8)
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
@@ -134,7 +136,7 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
         progress.update(1)
         loss = None
         if images is not None:
-            scores = model(to_device(images, ctx.device), train_conv=setting == "all")
+            scores = model(to_device(images, ctx.device), train_conv=setting == ALL)
             loss = pixel_loss(model.upsample(scores, images.shape[2:]),
                               targets[0].to(ctx.device), cfg["loss"])
         step = sgd_step(opt, loss, 0 if images is None else len(images), "voc-seg", setting,
@@ -170,25 +172,13 @@ def run_task(trunk: Trunk, settings: list[str], cfg: dict[str, Any], ctx: RunCon
     classes = train.classes
     train = subset(train, cfg["max_train"], QUICK_SUBSET_SEED)
     test = subset(test, cfg["max_test"], QUICK_SUBSET_SEED)
-    out = []
-    for setting in from_one_rng_state(settings):
-        res = train_and_measure(trunk, setting, train, test, cfg, ctx)
-        hist = res["history"]
-        best = max(hist, key=lambda h: h["miou"])
-        final = hist[-1]
-        out.append(Measurement(
-            setting=setting, dataset=ds, split=cfg["test_split"], metric="miou",
-            value=100.0 * final["miou"], best=100.0 * best["miou"],
-            best_epoch=best["iteration"], epochs=cfg["iterations"],
-            extra={"per_class_iou": {c: pct(v) for c, v in zip(res["classes"],
-                                                               final["iou"])},
-                   "pixel_acc": round(100.0 * final["pixel_acc"], 3),
-                   "curve": [{"iteration": h["iteration"], "miou": 100.0 * h["miou"],
-                              "pixel_acc": 100.0 * h["pixel_acc"], "train_loss": h["loss"]}
-                             for h in hist],
-                   "epoch_unit": "iteration", "best_selected_on": cfg["test_split"],
-                   "n_train": len(train), "n_test": len(test), "n_classes": len(classes) + 1,
-                   "image_scale": scale, "upsampling": "fixed bilinear",
-                   "skipped_train": res["skipped_train"],
-                   "skipped_test": res["skipped_test"]}))
-    return out
+    return measure_each_setting(
+        settings, lambda setting: train_and_measure(trunk, setting, train, test, cfg, ctx),
+        metric="miou", key="miou", percent=True,
+        curve={"miou": "miou", "pixel_acc": "pixel_acc"}, dataset=ds,
+        split=cfg["test_split"], iterations=cfg["iterations"],
+        sizes={"n_train": len(train), "n_test": len(test), "n_classes": len(classes) + 1},
+        extra=lambda res, final: {
+            "per_class_iou": {c: pct(v) for c, v in zip(res["classes"], final["iou"])},
+            "pixel_acc": round(100.0 * final["pixel_acc"], 3), "image_scale": scale,
+            "upsampling": "fixed bilinear"})

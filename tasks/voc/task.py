@@ -15,6 +15,10 @@ from ..inputs import QUICK_TEST, QUICK_TRAIN
 from ..registry import RunContext, Task
 
 EMBEDDED = ("fmnist-voc", "fmnist-voc-quick")
+# the paper's two settings: FC6-8 trains fc6, fc7 and the new head over frozen conv layers
+# (their BatchNorm included); ALL trains every layer but the Sobel filter
+FC6_8, ALL = "fc6-8", "all"
+SETTINGS = (FC6_8, ALL)
 QUICK_ITERATIONS = 20      # --quick: the same code, this many iterations on the small twin
 
 
