@@ -47,19 +47,23 @@ def test_two_cpu_processes_pretrain_and_agree(tmp_path: Path):
                                                      "config.json", "log.jsonl"]
 
 
-def _eval(args: list[str], results: Path, cache: Path, nproc: int = 1,
-          port: int = 29541) -> subprocess.CompletedProcess:
+SEQUENCE = Path(__file__).parent / "cli_sequence.py"
+
+
+def _evals(runs: list[list[str]], results: Path, cache: Path, nproc: int = 1,
+           port: int = 29541) -> subprocess.CompletedProcess:
+    """`dcbench eval` of every run in one process (nproc 1) or one torchrun launch of nproc
+    processes (tests/cli_sequence.py): one interpreter start for all, not one per command."""
     # one thread per process in both runs (torchrun's default): PCA and k-means results
     # depend in their last bits on the BLAS thread count, and k-means amplifies that
     env = {**os.environ, "DCBENCH_NO_PROGRESS": "1", "DCBENCH_CACHE": str(cache),
            "OMP_NUM_THREADS": "1"}
     head = ([sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-             f"--master_port={port}", "-m", "dcbench"] if nproc > 1
-            else [sys.executable, "-m", "dcbench"])
-    quick = [] if "--set" in args else ["--quick"]
-    return subprocess.run(head + ["eval", *args, *quick, "--workers", "0",
-                                  "--results", str(results)],
-                          capture_output=True, text=True, env=env, timeout=900)
+             f"--master_port={port}"] if nproc > 1 else [sys.executable])
+    commands = [["eval", *args, *([] if "--set" in args else ["--quick"]), "--workers", "0",
+                 "--results", str(results)] for args in runs]
+    return subprocess.run(head + [str(SEQUENCE), json.dumps(commands)], capture_output=True,
+                          text=True, env=env, timeout=900)
 
 
 def _values(results: Path) -> dict[tuple, tuple]:
@@ -87,11 +91,10 @@ def test_eval_under_two_processes_shards_and_records_what_one_process_does(tmp_p
              "--setting", "conv5", "--set", "max_train=2048", "--set", "max_test=1024",
              "--set", "epochs=8"],
             ["--task", "retrieval-oxford", "--ckpt", "random:alexnet-small"]]
-    for args in runs:
-        one = _eval(args, tmp_path / "one", cache)
-        assert one.returncode == 0, one.stderr[-3000:]
-        two = _eval(args, tmp_path / "two", cache, nproc=2)
-        assert two.returncode == 0, two.stderr[-3000:]
+    one = _evals(runs, tmp_path / "one", cache)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _evals(runs, tmp_path / "two", cache, nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
     single, double = _values(tmp_path / "one"), _values(tmp_path / "two")
     assert single.keys() == double.keys() and len(single) == 2 * 2 + 2 * 4 + 2 * 2 + 4
     for key, (value, world, n_train, n_test) in single.items():
@@ -120,11 +123,10 @@ def test_voc_tasks_under_two_processes_shard_and_record_what_one_process_does(tm
     both = ["--ckpt", "random:alexnet-small", "--setting", "fc6-8", "--setting", "all"]
     runs = [["--task", "voc-cls", *both], ["--task", "voc-det", *both, *frozen],
             ["--task", "voc-seg", *both, *frozen]]
-    for args in runs:
-        one = _eval(args, tmp_path / "one", cache)
-        assert one.returncode == 0, one.stderr[-3000:]
-        two = _eval(args, tmp_path / "two", cache, nproc=2, port=29545)
-        assert two.returncode == 0, two.stderr[-3000:]
+    one = _evals(runs, tmp_path / "one", cache)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _evals(runs, tmp_path / "two", cache, nproc=2, port=29545)
+    assert two.returncode == 0, two.stderr[-3000:]
     single, double = _values(tmp_path / "one"), _values(tmp_path / "two")
     assert single.keys() == double.keys() and len(single) == 2 * 3
     for key, (value, world, n_train, n_test) in single.items():

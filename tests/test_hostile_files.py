@@ -32,6 +32,7 @@ from test_bad_inputs import (
     run_cli,
     snapshot,
 )
+from test_pretrain import in_process
 
 from dcbench.checkpoint import save_checkpoint
 from dcbench.data.embedded.build_digests import write_digests
@@ -248,9 +249,8 @@ PRE = ["pretrain", "--data", "fashion-mnist", "--max-images", "256", "--k", "10"
 @pytest.fixture(scope="module")
 def one_epoch_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("run") / "dc"
-    env = {**os.environ, "DCBENCH_NO_PROGRESS": "1"}
-    subprocess.run([sys.executable, "-m", "dcbench", *PRE, "--out", str(out), "--epochs", "1"],
-                   check=True, env=env, capture_output=True, timeout=600)
+    proc = in_process([*PRE, "--out", str(out), "--epochs", "1"])      # test_pretrain's
+    assert proc.returncode == 0, proc.stderr[-3000:]
     return out
 
 
