@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from dcbench import tasks
+from dcbench import plugins, tasks
 from dcbench.atomic import check_writable_dir
 from dcbench.data.registry import candidate_roots, resolve_root
 from dcbench.errors import DcbenchError
@@ -121,5 +121,5 @@ def task_table(data_root: str | None = None) -> str:
         if task.options:
             opts = " ".join(f"{k}={v}" for k, v in task.options.items())
             lines.append(f"    options:  {opts}")
-    lines.extend(f"warning: {e}" for e in tasks.registry.PLUGIN_ERRORS)
+    lines.extend(f"warning: {e}" for e in plugins.ERRORS)
     return "\n".join(lines)

@@ -16,17 +16,19 @@ def _where(obj: object) -> str:
 
 
 def rows() -> list[tuple[str, str, str]]:
-    """(kind, name, file that defines it), in the order each registry lists them (the
-    built-in tasks only: plugins define theirs in their own packages)."""
+    """(kind, name, file that defines it), in the order each registry lists them (built-in
+    names only: plugins define theirs in their own packages)."""
     from dcbench.data.catalog import BUILTIN
+    from dcbench.methods.catalog import BUILTIN as BUILTIN_METHODS
     from dcbench.methods.catalog import METHODS
     from dcbench.models import MODELS
     from dcbench.tasks import TASKS
 
     builtin = {n: c for n, c in TASKS.items() if c.__module__.startswith("dcbench.tasks.")}
-    out = [("arch", name, _where(cls)) for name, cls in MODELS.items()]
+    out = [("arch", name, _where(cls)) for name, cls in MODELS.items()
+           if cls.__module__.startswith("dcbench.")]
     out += [("method", name, f"dcbench/methods/catalog.py (runs in {m.runner.split(':')[0]})")
-            for name, m in METHODS.items()]
+            for name, m in METHODS.items() if name in BUILTIN_METHODS]
     out += [("task", name, _where(cls)) for name, cls in builtin.items()]
     out += [("dataset", spec.name, _where(module)) for module in BUILTIN
             for spec in module.SPECS]

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dcbench.errors import DcbenchError
+from dcbench.plugins import load_group
 
 if TYPE_CHECKING:             # the registry loads without torch: `dcbench tasks` needs none
     import torch
@@ -101,21 +101,9 @@ def register_task(name: str, settings: tuple[str, ...] = ("default",),
     return wrap
 
 
-_plugins_loaded = False
-PLUGIN_ERRORS: list[str] = []
-
-
 def load_plugins() -> None:
     """Import every module that registers tasks through the `dcbench.tasks` entry points."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            ep.load()
-        except Exception as e:  # a broken plugin must not break dcbench itself
-            PLUGIN_ERRORS.append(f"plugin '{ep.name}' ({ep.value}) failed to load: {e}")
+    load_group(ENTRY_POINT_GROUP)
 
 
 def get_task(name: str) -> Task:

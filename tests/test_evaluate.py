@@ -255,8 +255,9 @@ def test_missing_dataset_says_where_it_looked(tmp_path: Path) -> None:
 
 def test_task_table_lists_tasks_data_and_plugin_errors(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tasks.registry, "PLUGIN_ERRORS",
-                        [*tasks.registry.PLUGIN_ERRORS, "plugin 'x' (x) failed to load: boom"])
+    from dcbench import plugins
+
+    monkeypatch.setattr(plugins, "ERRORS", [*plugins.ERRORS, "plugin 'x' (x) failed to load: boom"])
     table = task_table(str(tmp_path))
     for name in ("linear-imagenet", "linear-places", "linear-fmnist", "clustering", "knn"):
         assert f"{name}  -  " in table

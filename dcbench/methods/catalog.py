@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dcbench.errors import DcbenchError
+from dcbench.plugins import load_group, reject
 
 DEFAULT_SEED = 31      # every pretraining recipe's seed, the showcase's runs included
 
@@ -29,6 +30,9 @@ class Method:
     summary: str                 # what it trains on, for --help and the refusal
     options: tuple[str, ...]     # the pretrain options it reads beyond COMMON
     runner: str                  # "module:function" that runs it (imported on use)
+    # True: the runner takes (opts, command) and runs the whole pretraining in its own loop
+    # (JULE's periods); False: it runs one epoch of the trunk recipe on a Session
+    own_loop: bool = False
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -40,8 +44,15 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("supervised", "the same trunk and recipe trained on the true labels, no clusters",
            TRUNK_RECIPE, "dcbench.methods.supervised:run_epoch"),
     Method("jule", "agglomerative clustering and CNN updates in turn; its own options via --set",
-           ("jule_options",), "dcbench.methods.jule:run"),
+           ("jule_options",), "dcbench.methods.jule:run", own_loop=True),
 )}
+BUILTIN = tuple(METHODS)
+# third-party methods: the `dcbench.methods` entry points, each a Method
+for _name, _method in load_group("dcbench.methods"):
+    if not isinstance(_method, Method) or _method.name in METHODS:
+        reject("dcbench.methods", _name, "not a Method with a name of its own")
+    else:
+        METHODS[_method.name] = _method
 
 
 def flag(key: str) -> str:

@@ -41,7 +41,7 @@ def _summary(row: dict[str, Any], total: int, eta: float) -> str:
 def run_pretraining(opts: dict[str, Any], command: str = "") -> Session | dict[str, Any]:
     """Run (or resume) a pretraining described by CLI-style options."""
     method = get_method(opts.get("method"))
-    if method.name == "jule":        # periods of merges + CNN updates, its own loop
+    if method.own_loop:              # JULE: periods of merges + CNN updates
         return runner(method)(opts, command)
     cfg = resolve(opts)
     device = dist.init()

@@ -10,11 +10,18 @@ from dcbench.models.alexnet_small import AlexNetSmall, AlexNetSmallWide
 from dcbench.models.jule_net import JULE_NETS, JuleNet32
 from dcbench.models.trunk import Trunk
 from dcbench.models.vgg16 import VGG16
+from dcbench.plugins import load_group, reject
 
 # each trunk class names itself (its ARCH): the one place an arch name is written
 MODELS: dict[str, type[Trunk]] = {
     cls.ARCH: cls for cls in (AlexNet, AlexNetSmall, AlexNetSmallWide, VGG16, *JULE_NETS.values())
 }
+# third-party trunks: the `dcbench.models` entry points, each a Trunk subclass with its ARCH
+for _name, _cls in load_group("dcbench.models"):
+    if not (isinstance(_cls, type) and issubclass(_cls, Trunk)) or _cls.ARCH in MODELS:
+        reject("dcbench.models", _name, "not a Trunk subclass with an ARCH of its own")
+    else:
+        MODELS[_cls.ARCH] = _cls
 
 
 def build_model(arch: str, sobel: bool = True, k: int | None = None,
