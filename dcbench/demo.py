@@ -162,7 +162,8 @@ class LoadedCheckpoints:
         from dcbench.checkpoint import load_trunk
 
         path = Path(spec)
-        stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+        stat = path.stat() if path.is_file() else None
+        stamp = (stat.st_mtime_ns, stat.st_size) if stat is not None else None
         if spec not in self.held or self.held[spec][0] != stamp:
             self.held[spec] = (stamp, load_trunk(spec, device))
         return self.held[spec][1]

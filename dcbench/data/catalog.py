@@ -15,12 +15,11 @@ BUILTIN = (digits, fashion_mnist, class_folder_sets, file_list, jule_sets, oxfor
 
 
 def register_builtin() -> None:
-    """Register every built-in dataset once, then the plugins' (the package's __init__ calls
-    it); a plugin dataset whose name is taken is kept as a warning, not registered."""
-    for module in BUILTIN:
+    """Register every built-in dataset, then the plugins' (the package's __init__ calls it,
+    once); a plugin dataset whose name is taken is kept as a warning, not registered."""
+    for module in BUILTIN:              # a name given twice fails in register_dataset
         for spec in module.SPECS:
-            if spec.name not in DATASETS:
-                register_dataset(spec)
+            register_dataset(spec)
     for name, module in load_group("dcbench.datasets"):
         for spec in getattr(module, "SPECS", []):
             if spec.name in DATASETS:
