@@ -20,19 +20,32 @@ from dcbench.progress import say
 from dcbench.results import results_dir
 from dcbench.tasks.voc.task import ALL, FC6_8
 
-# What fits the 30-minute budget on a 2-core machine (measured: see README); --quick is the
-# same pipeline on 512 images for the test suite. DeepCluster sees all 60k images with two
-# passes between clusterings (with one pass per clustering the features drift away from the
-# labels on this small set: the sweep behind this is in README.md). --full is the longer
-# recipe of earlier releases plus the VOC tasks in both settings and the k sweep of Fig. 2 (c)
-# (134 minutes on 2 cores in a fresh clone of 43e5da9: README).
+# What fits the 30-minute budget on a 2-core machine without AMX (issue 38: measured on an AMD
+# EPYC in float32, README); --quick is the same pipeline on 512 images for the test suite.
+# DeepCluster trains on a seeded 15,000-image subset of the 60k with two passes between
+# clusterings (with one pass per clustering the features drift away from the labels on a small
+# set: the sweep behind this is in README.md); the supervised baseline trains on the same
+# subset. The evaluations run at the sizes of EVAL_SIZES. --full is the longer recipe on all
+# 60k images, the evaluations at their task recipes' sizes, the VOC tasks in both settings and
+# the k sweep of Fig. 2 (c). The default before issue 38 (all 60k images, full-size
+# evaluations: 21.4 min on an AMX CPU, 63 on the AMD one) made the showcase in results/.
 # JULE runs on digits (1,797 images) in every recipe; its `epochs` are CNN passes per period
 # (JULE's own value, 20, in --full; its Fashion-MNIST run is a README command, ~15 minutes).
-FULL: dict[str, Any] = {
-    "deepcluster": {"epochs": 3, "reassign": 2},
-    "supervised": {"epochs": 1},
+DEFAULT: dict[str, Any] = {
+    "deepcluster": {"epochs": 3, "reassign": 2, "max_images": 15000},
+    "supervised": {"epochs": 2, "max_images": 15000},
     "jule": {"epochs": 5},
     "eval": {"quick": False},
+}
+# the default demo's evaluation sizes (`--set` overrides, in each record's config and command):
+# the probe's and kNN's training split cut to 15,000 images; the VOC tasks with fewer
+# iterations (the lr steps at the same fraction of the run) and one test pass at the end
+EVAL_SIZES: dict[str, tuple[str, ...]] = {
+    "linear-fmnist": ("max_train=15000",),
+    "knn": ("max_train=15000",),
+    "voc-cls": ("iterations=400", "lr_step=160", "evals=1"),
+    "voc-det": ("iterations=400", "lr_step=270", "evals=1"),
+    "voc-seg": ("iterations=150", "evals=1"),
 }
 # --full's DeepCluster runs 10 clusterings x 3 passes, long enough for Fig. 2 (a)'s NMI curve
 # to flatten, with independent seed streams (the paper protocol's; README: the curve beside
@@ -75,29 +88,30 @@ STANDARD_SUPERVISED_EVALS = [("linear-fmnist", ("all",)), ("linear-fmnist-10", (
                              ("linear-fmnist-100", ("all",)),
                              ("clustering", ("conv5", "fc7", "pixels")),
                              ("knn", ("conv5", "fc7"))]
-# minutes each kind of step takes in the default demo on 2 cores on a fast day (pretraining in
-# bf16 on an AMX CPU: README), for the ETA
-# (voc-det's first run also computes the set's proposals, about 1.4 min; retrieval-paris
-# reuses the features retrieval-oxford extracted)
 # the low-label probes run several seeds (each draws another labelled subset): mean +- std
 SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
-# (evaluations: the mean of DeepCluster's and the supervised baseline's steps in the committed
-# results/demo.log; evaluations run in float32 on every CPU)
-WEIGHTS = {"deepcluster": 5.3, "supervised": 0.8, "supervised-standard": 9.0, "jule": 0.4,
-           "linear-fmnist": 1.15,
-           "linear-fmnist-10": 0.5, "linear-fmnist-100": 0.6,
-           "clustering": 0.1, "knn": 0.9, "voc-cls": 0.95, "voc-det": 1.1, "voc-seg": 0.7,
-           "retrieval-oxford": 0.55, "retrieval-paris": 0.05, "report": 0.3}
-# the first voc-det step also computes the set's selective-search proposals (1.4 min)
-PROPOSALS = 1.4
-# pretraining kinds: their minutes above are bf16 ones (an AMX CPU); in float32 (`--amp auto`
-# on a CPU without AMX, or --amp off) DeepCluster and the supervised baseline took 1.8x as
-# long (results/fp32-demo: 10.8 vs 6.1 and 1.7 vs 0.9 min); JULE trains float32 everywhere
+# Minutes each kind of step takes in the default demo, for the ETA: measured on 2 cores of an
+# AMD EPYC without AMX, everything in float32 (results/demo/demo.log; supervised-standard,
+# only in --full: 9.0 bf16 minutes on the AMX CPU x 1.8 x 2.2). retrieval-paris reuses
+# the features retrieval-oxford extracted.
+WEIGHTS = {"deepcluster": 7.2, "supervised": 2.2, "supervised-standard": 35.0, "jule": 0.6,
+           "linear-fmnist": 0.95, "linear-fmnist-10": 0.7, "linear-fmnist-100": 0.8,
+           "clustering": 0.3, "knn": 0.75, "voc-cls": 0.8, "voc-det": 0.8, "voc-seg": 0.75,
+           "retrieval-oxford": 0.85, "retrieval-paris": 0.05, "report": 0.5}
+# the tasks whose size the default demo cuts (EVAL_SIZES), at their recipe's own size (--full):
+# minutes on the same CPU (the supervised checkpoint's steps in a fresh clone of 542e0b4)
+FULL_SIZE = {"linear-fmnist": 2.6, "knn": 2.6, "voc-cls": 1.6, "voc-det": 1.9, "voc-seg": 1.9}
+# the first voc-det step also computes the set's selective-search proposals
+PROPOSALS = 4.2
+# pretraining kinds: with bf16 autocast (`--amp auto` on a CPU with AMX) DeepCluster and the
+# supervised baseline took 1/1.8 of their float32 minutes on the same CPU (results/fp32-demo:
+# 10.8 vs 6.1 and 1.7 vs 0.9 min); JULE trains float32 everywhere
 PRETRAINING = ("deepcluster", "supervised", "supervised-standard", "jule")
-FLOAT32_PRETRAINING = 1.8
-# minutes a VOC task's ALL setting (fine-tuning every layer) adds to its FC6-8 run, measured
-# in demo --full on 43e5da9 (with FC6-8's weight alone its ETA said 85 min left where 77 were)
-ALL_SETTING = {"voc-cls": 1.4, "voc-det": 0.9, "voc-seg": 1.0}
+BF16_PRETRAINING = 1 / 1.8
+# minutes a VOC task's ALL setting (fine-tuning every layer) adds to its FC6-8 run at full
+# size: 1.4 / 0.9 / 1.0 measured in demo --full on 43e5da9 on the AMX CPU, x 1.6 for the AMD
+# one (whose float32 evaluations ran at 0.55-0.7x that CPU's speed)
+ALL_SETTING = {"voc-cls": 2.2, "voc-det": 1.4, "voc-seg": 1.6}
 
 
 @dataclass
@@ -130,6 +144,14 @@ def _flag(key: str, value: Any) -> str:
     return f"--{name} {value}"
 
 
+def _images_seen(method: str, settings: dict[str, Any]) -> int:
+    """Images a pretraining recipe passes through its trunk: epochs x passes per epoch
+    (pretrain's --reassign, default 1) x images (--max-images, default all 60k; JULE's
+    digits are the same 1,797 in every recipe)."""
+    images = 1 if method == "jule" else settings.get("max_images") or 60000
+    return settings["epochs"] * settings.get("reassign", 1) * images
+
+
 def _pretrain_step(method: str, out: Path, settings: dict[str, Any],
                    data_root: str | None, kind: str | None = None) -> Step:
     from dcbench.methods import run_pretraining
@@ -142,10 +164,8 @@ def _pretrain_step(method: str, out: Path, settings: dict[str, Any],
     command = (f"dcbench pretrain --method {method} --data {data} --out {out} "
                f"{flags} --resume").replace("  ", " ")
     scale = 1.0
-    if kind is None:        # the default demo's weights: scale by the passes over the data
-        default = FULL[method]      # (pretrain's --reassign defaults to 1)
-        scale = (settings["epochs"] * settings.get("reassign", 1)
-                 / (default["epochs"] * default.get("reassign", 1)))
+    if kind is None:        # the default demo's weights: scale by the images it trains on
+        scale = _images_seen(method, settings) / _images_seen(method, DEFAULT[method])
     return Step(kind or method, f"pretrain {method} -> {out}",
                 lambda: run_pretraining(opts, command=command),
                 WEIGHTS[kind or method] * scale, command, str(out / "checkpoint.pth.tar"))
@@ -171,7 +191,8 @@ class LoadedCheckpoints:
 
 def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
                eval_opts: dict[str, Any], results: Path, data_root: str | None,
-               overrides: tuple[str, ...] = (), load: LoadedCheckpoints | None = None) -> Step:
+               overrides: tuple[str, ...] = (), load: LoadedCheckpoints | None = None,
+               full_size: bool = False) -> Step:
     from dcbench.evaluate import run_eval, unrecorded
 
     seeds = SEEDS.get(task, 1)
@@ -188,7 +209,8 @@ def _eval_step(task: str, settings: tuple[str, ...], ckpt: str, name: str,
     extra = ALL_SETTING.get(task, 0.0) if ALL in settings else 0.0
     return Step(task, f"eval {task}{where} on {name}",
                 lambda: run_eval(opts, command=command, load=load),
-                WEIGHTS[task] + extra, command, ckpt, lambda: unrecorded(opts, load=load))
+                (FULL_SIZE.get(task, WEIGHTS[task]) if full_size else WEIGHTS[task]) + extra,
+                command, ckpt, lambda: unrecorded(opts, load=load))
 
 
 def run_dir(results: Path, method: str) -> Path:
@@ -203,18 +225,20 @@ def checkpoints(results: Path) -> list[tuple[str, str]]:
             ("random:alexnet-small", "Random")]
 
 
-RECIPES = {"default": FULL, "quick": QUICK, "full": LONG}
+RECIPES = {"default": DEFAULT, "quick": QUICK, "full": LONG}
 
 
 def plan(recipe: str, results: Path, data_root: str | None) -> list[Step]:
     cfg = RECIPES[recipe]
-    eval_step = partial(_eval_step, load=LoadedCheckpoints())   # each checkpoint loaded once
+    # each checkpoint loaded once; --full evaluates at the tasks' own sizes
+    eval_step = partial(_eval_step, load=LoadedCheckpoints(), full_size=recipe == "full")
     steps = [_pretrain_step(m, run_dir(results, m), cfg[m], data_root)
              for m in ("deepcluster", "supervised", "jule")]
+    sizes = EVAL_SIZES if recipe == "default" else {}
     for ckpt, name in checkpoints(results):
         for task, settings in FULL_EVALS if recipe == "full" else EVALS:
             steps.append(eval_step(task, settings, ckpt, name, cfg["eval"], results,
-                                    data_root))
+                                    data_root, sizes.get(task, ())))
         # the clustering table's digits column: k-means on this trunk's features and pixels
         steps.append(eval_step("clustering", ("conv5", "fc7", "pixels"), ckpt, name,
                                 cfg["eval"], results, data_root, ("dataset=digits",)))
@@ -289,12 +313,12 @@ def _pretrains_in_float32() -> bool:
 
 
 def demo_results(recipe: str, results: str | None) -> Path:
-    """Where the demo writes: --results if given; else results/ for the default demo and
-    results/quick/ or results/full/ for the other recipes, so they never mix run folders
-    (a resume would refuse the other config) nor touch the committed showcase."""
-    if results is not None or recipe == "default":
+    """Where the demo writes: --results if given; else results/demo/, results/quick/ or
+    results/full/ by recipe, so recipes never mix run folders (a resume would refuse the
+    other config) and none touches the earlier showcase in results/ itself."""
+    if results is not None:
         return results_dir(results)
-    return results_dir() / recipe
+    return results_dir() / ("demo" if recipe == "default" else recipe)
 
 
 def run_demo(quick: bool = False, results: str | None = None,
@@ -313,7 +337,7 @@ def run_demo(quick: bool = False, results: str | None = None,
     held = snapshot(records_path(root))     # to say afterwards which numbers moved
     steps = plan(recipe, root, data_root)
     float32 = _pretrains_in_float32()
-    weights = [s.weight() * (FLOAT32_PRETRAINING if float32 and s.kind in PRETRAINING
+    weights = [s.weight() * (BF16_PRETRAINING if not float32 and s.kind in PRETRAINING
                              and s.kind != "jule" else 1.0) for s in steps]
     clock = EtaClock()
     start = time.time()
