@@ -234,13 +234,22 @@ def run_eval(opts: dict[str, Any], command: str = "",
             ctx.seed = seed
             started = datetime.now(timezone.utc).isoformat(timespec="seconds")
             t0 = time.perf_counter()
-            measurements = run_frozen_checked(task, trunk, todo, ctx)
+            failure = None
+            try:
+                measurements = run_frozen_checked(task, trunk, todo, ctx)
+            except tasks.SettingsFinishedBeforeAFailure as e:    # record what finished
+                measurements, failure = e.finished, e.cause
+                say(f"{task.name}: {', '.join(m.setting for m in e.finished)} finished "
+                    f"before the failure below and is recorded; the same command runs "
+                    f"only what is missing")
             records = make_records(task, measurements, todo, info, ctx, config, chash,
                                    started, time.perf_counter() - t0, command)
             if distributed.is_main():
                 save_records(records, results)
             distributed.barrier()
             written.extend(records)
+            if failure is not None:
+                raise failure
     if written:
         print(summary(written))
     return written

@@ -5,6 +5,7 @@ from .registry import (
     TASKS,
     Measurement,
     RunContext,
+    SettingsFinishedBeforeAFailure,
     Task,
     expand_settings,
     get_task,
@@ -12,5 +13,5 @@ from .registry import (
     register_task,
 )
 
-__all__ = ["TASKS", "Measurement", "RunContext", "Task", "expand_settings", "get_task",
-           "load_plugins", "register_task"]
+__all__ = ["TASKS", "Measurement", "RunContext", "SettingsFinishedBeforeAFailure", "Task",
+           "expand_settings", "get_task", "load_plugins", "register_task"]

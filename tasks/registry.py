@@ -55,6 +55,18 @@ class Measurement:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class SettingsFinishedBeforeAFailure(Exception):
+    """A task that runs its settings one after another (the VOC tasks: FC6-8, then ALL) and
+    failed in a later one raises this with the measurements of the settings it finished, so
+    they are recorded before the failure (`cause`) is reported: hours of FC6-8 training are
+    not lost to a diverged ALL run."""
+
+    def __init__(self, finished: list[Measurement], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.finished = finished
+        self.cause = cause
+
+
 class Task:
     """Base class. Subclasses set the class attributes and implement `run`."""
 

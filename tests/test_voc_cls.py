@@ -139,3 +139,37 @@ def test_bad_options_refused_before_work(override: str, message: str, tmp_path: 
     with pytest.raises(DcbenchError, match=message):
         run_eval(opts)
     assert not (tmp_path / "records.jsonl").exists()
+
+
+def test_a_finished_setting_is_recorded_when_a_later_one_fails(voc_quick_root: Path,
+                                                               tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """Issue 31: ALL diverged after FC6-8 had finished and the run wrote nothing. FC6-8 is
+    recorded, the failure still stops the command with its own message, and the same command
+    then runs ALL alone (FC6-8 is skipped as recorded)."""
+    from dcbench.errors import DcbenchError
+    from dcbench.tasks.voc import cls_train
+
+    real = cls_train.train_and_test
+    ran = []
+
+    def diverging(trunk, setting, *args, **kwargs):
+        ran.append(setting)
+        if setting == "all":
+            raise DcbenchError("voc-cls all: loss became nan at iteration 5")
+        return real(trunk, setting, *args, **kwargs)
+
+    monkeypatch.setattr(cls_train, "train_and_test", diverging)
+    opts = {"task": "voc-cls", "ckpt": "random:alexnet-small", "quick": True,
+            "data_root": str(voc_quick_root), "workers": 0, "results": str(tmp_path),
+            "settings": ("fc6-8", "all"),
+            "overrides": ("test_crops=1", "iterations=5", "evals=1")}
+    with pytest.raises(DcbenchError, match="loss became nan at iteration 5"):
+        run_eval(opts)
+    assert ran == ["fc6-8", "all"]
+    kept = read_records(tmp_path / "records.jsonl")
+    assert [(r["setting"], r["epochs"]) for r in kept] == [("fc6-8", 5)]
+    monkeypatch.setattr(cls_train, "train_and_test", real)
+    again = run_eval(opts)
+    assert [r.setting for r in again] == ["all"]
+    assert [r["setting"] for r in read_records(tmp_path / "records.jsonl")] == ["fc6-8", "all"]

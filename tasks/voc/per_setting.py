@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..registry import Measurement
+from ..registry import Measurement, SettingsFinishedBeforeAFailure
 from .common import from_one_rng_state
 
 
@@ -20,11 +20,17 @@ def measure_each_setting(settings: list[str], train: Callable[[str], dict[str, A
     """`train(setting)` returns {"history": [{"iteration", "loss", key, ...}, ...],
     "skipped_train", "skipped_test", ...}; `key` is the history's metric (x 100 when
     `percent`), `curve` names the history values each curve point keeps (same scaling),
-    `extra(result, final)` the task's own record fields."""
+    `extra(result, final)` the task's own record fields. A setting that fails after others
+    finished raises SettingsFinishedBeforeAFailure with theirs, for the caller to record."""
     scale = 100.0 if percent else 1.0
-    out = []
+    out: list[Measurement] = []
     for setting in from_one_rng_state(settings):
-        res = train(setting)
+        try:
+            res = train(setting)
+        except Exception as e:
+            if out:
+                raise SettingsFinishedBeforeAFailure(out, e) from e
+            raise
         hist = res["history"]
         best = max(hist, key=lambda h: h[key])
         final = hist[-1]
