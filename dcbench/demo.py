@@ -22,7 +22,7 @@ from dcbench.tasks.voc.task import ALL, FC6_8
 
 # What fits the 30-minute budget on a 2-core machine without AMX (issue 38: measured on an AMD
 # EPYC in float32, README); --quick is the same pipeline on 512 images for the test suite.
-# DeepCluster trains on a seeded 15,000-image subset of the 60k with two passes between
+# DeepCluster trains on a seeded 10,000-image subset of the 60k with two passes between
 # clusterings (with one pass per clustering the features drift away from the labels on a small
 # set: the sweep behind this is in README.md); the supervised baseline trains on the same
 # subset. The evaluations run at the sizes of EVAL_SIZES. --full is the longer recipe on all
@@ -32,19 +32,22 @@ from dcbench.tasks.voc.task import ALL, FC6_8
 # JULE runs on digits (1,797 images) in every recipe; its `epochs` are CNN passes per period
 # (JULE's own value, 20, in --full; its Fashion-MNIST run is a README command, ~15 minutes).
 DEFAULT: dict[str, Any] = {
-    "deepcluster": {"epochs": 3, "reassign": 2, "max_images": 15000},
-    "supervised": {"epochs": 2, "max_images": 15000},
+    "deepcluster": {"epochs": 3, "reassign": 2, "max_images": 10000},
+    "supervised": {"epochs": 2, "max_images": 10000},
     "jule": {"epochs": 5},
     "eval": {"quick": False},
 }
 # the default demo's evaluation sizes (`--set` overrides, in each record's config and command):
-# the probe's and kNN's training split cut to 15,000 images; the VOC tasks with fewer
-# iterations (the lr steps at the same fraction of the run) and one test pass at the end
+# the probe's and kNN's training split cut to 10,000 images; the VOC tasks with fewer
+# iterations (the lr steps at the same fraction of the run) and one test pass at the end,
+# detection on 1,000 of the 2,000 trainval images and 500 of the 1,000 test images (the
+# selective search of those it uses is half of the full set's)
 EVAL_SIZES: dict[str, tuple[str, ...]] = {
-    "linear-fmnist": ("max_train=15000",),
-    "knn": ("max_train=15000",),
+    "linear-fmnist": ("max_train=10000",),
+    "knn": ("max_train=10000",),
     "voc-cls": ("iterations=400", "lr_step=160", "evals=1"),
-    "voc-det": ("iterations=400", "lr_step=270", "evals=1"),
+    "voc-det": ("iterations=400", "lr_step=270", "evals=1", "max_train=1000",
+                "max_test=500"),
     "voc-seg": ("iterations=150", "evals=1"),
 }
 # --full's DeepCluster runs 10 clusterings x 3 passes, long enough for Fig. 2 (a)'s NMI curve
@@ -94,15 +97,15 @@ SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
 # AMD EPYC without AMX, everything in float32 (results/demo/demo.log; supervised-standard,
 # only in --full: 9.0 bf16 minutes on the AMX CPU x 1.8 x 2.2). retrieval-paris reuses
 # the features retrieval-oxford extracted.
-WEIGHTS = {"deepcluster": 7.2, "supervised": 2.2, "supervised-standard": 35.0, "jule": 0.6,
-           "linear-fmnist": 0.95, "linear-fmnist-10": 0.7, "linear-fmnist-100": 0.8,
-           "clustering": 0.3, "knn": 0.75, "voc-cls": 0.8, "voc-det": 0.8, "voc-seg": 0.75,
+WEIGHTS = {"deepcluster": 5.8, "supervised": 1.6, "supervised-standard": 35.0, "jule": 0.6,
+           "linear-fmnist": 0.85, "linear-fmnist-10": 0.7, "linear-fmnist-100": 0.8,
+           "clustering": 0.3, "knn": 0.65, "voc-cls": 0.8, "voc-det": 0.7, "voc-seg": 0.75,
            "retrieval-oxford": 0.85, "retrieval-paris": 0.05, "report": 0.5}
 # the tasks whose size the default demo cuts (EVAL_SIZES), at their recipe's own size (--full):
 # minutes on the same CPU (the supervised checkpoint's steps in a fresh clone of 542e0b4)
 FULL_SIZE = {"linear-fmnist": 2.6, "knn": 2.6, "voc-cls": 1.6, "voc-det": 1.9, "voc-seg": 1.9}
 # the first voc-det step also computes the set's selective-search proposals
-PROPOSALS = 4.2
+PROPOSALS = 2.1
 # pretraining kinds: with bf16 autocast (`--amp auto` on a CPU with AMX) DeepCluster and the
 # supervised baseline took 1/1.8 of their float32 minutes on the same CPU (results/fp32-demo:
 # 10.8 vs 6.1 and 1.7 vs 0.9 min); JULE trains float32 everywhere
@@ -274,7 +277,8 @@ class EtaClock:
     min" after pretraining, where 16 were left); a category with nothing finished yet runs at
     its nominal minutes."""
 
-    def __init__(self) -> None:
+    def __init__(self, report: float = WEIGHTS["report"]) -> None:
+        self.report = report                                       # the report's minutes
         self.minutes = {"pretraining": 0.0, "evaluation": 0.0}     # actually spent
         self.expected = {"pretraining": 0.0, "evaluation": 0.0}    # their weights
 
@@ -296,7 +300,7 @@ class EtaClock:
 
     def eta(self, steps: list[Step], weights: list[float]) -> float:
         """Minutes left for `steps` (with their `weights`) and the report."""
-        left = {"pretraining": 0.0, "evaluation": WEIGHTS["report"]}
+        left = {"pretraining": 0.0, "evaluation": self.report}
         for step, weight in zip(steps, weights):
             left[self.category(step)] += weight
         return sum(left[c] * self.pace(c) for c in left)
