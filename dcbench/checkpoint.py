@@ -23,6 +23,7 @@ import torch
 
 import dcbench
 from dcbench.atomic import atomic_torch_save
+from dcbench.did_you_mean import did_you_mean
 from dcbench.errors import CheckpointError
 from dcbench.models import MODELS, Trunk, build_model
 from dcbench.provenance import code_version, sha256_file, sha256_text
@@ -340,8 +341,8 @@ def _random(spec: str) -> tuple[Trunk, CheckpointInfo]:
     assert m is not None
     arch, seed, sobel = m["arch"], int(m["seed"] or 0), m["rgb"] is None
     if arch not in MODELS:
-        raise CheckpointError(f"unknown arch '{arch}' in '{spec}'; choose one of: "
-                              f"{', '.join(MODELS)}")
+        raise CheckpointError(f"unknown arch '{arch}' in '{spec}'{did_you_mean(arch, MODELS)}; "
+                              f"choose one of: {', '.join(MODELS)}")
     model = build_model(arch, sobel=sobel, seed=seed)
     canonical = f"random{'' if sobel else '-rgb'}:{arch}:{seed}"
     info = CheckpointInfo(path=canonical, sha256=sha256_text(canonical), arch=arch, sobel=sobel,

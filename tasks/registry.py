@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dcbench.did_you_mean import did_you_mean
 from dcbench.errors import DcbenchError
 from dcbench.plugins import load_group
 
@@ -121,7 +122,8 @@ def load_plugins() -> None:
 def get_task(name: str) -> Task:
     load_plugins()
     if name not in TASKS:
-        raise DcbenchError(f"unknown task '{name}'; valid tasks: {', '.join(sorted(TASKS))}")
+        raise DcbenchError(f"unknown task '{name}'{did_you_mean(name, TASKS)}; valid tasks: "
+                           f"{', '.join(sorted(TASKS))}")
     return TASKS[name]()
 
 

@@ -223,6 +223,27 @@ def test_saved_checkpoint_goes_through_a_real_task_for_two_seeds(tmp_path: Path)
         ("alexnet-small", 4, "deepcluster", "dcbench")
 
 
+@pytest.mark.parametrize("task, ckpt, message", [
+    ("knnn", "random:alexnet-small", r"unknown task 'knnn' \(did you mean knn\?\); valid tasks"),
+    ("voc-sge", "random:alexnet-small", r"unknown task 'voc-sge' \(did you mean voc-seg"),
+    ("knn", "random:alexnet-smal",
+     r"unknown arch 'alexnet-smal' in 'random:alexnet-smal' \(did you mean alexnet-small"),
+    ("nope", "random:alexnet-small", r"unknown task 'nope'; valid tasks"),    # nothing close
+])
+def test_a_mistyped_name_gets_a_did_you_mean(task: str, ckpt: str, message: str,
+                                             tmp_path: Path) -> None:
+    """Issue 35: `eval --task knnn` printed the task list without suggesting knn."""
+    with pytest.raises(DcbenchError, match=message):
+        run_eval({**opts(task, tmp_path), "ckpt": ckpt})
+
+
+def test_a_mistyped_dataset_gets_a_did_you_mean() -> None:
+    from dcbench.data.registry import get_dataset_spec
+
+    with pytest.raises(DcbenchError, match=r"'fashion-mnst' \(did you mean fashion-mnist\?\)"):
+        get_dataset_spec("fashion-mnst")
+
+
 def test_unknown_task_and_setting_list_the_valid_ones(tmp_path: Path) -> None:
     with pytest.raises(DcbenchError, match="unknown task 'nope'.*clustering.*linear-fmnist"):
         run_eval(opts("nope", tmp_path))

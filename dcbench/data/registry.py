@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dcbench.data.spec import DatasetSpec, ValidationReport
+from dcbench.did_you_mean import did_you_mean
 from dcbench.errors import DataError
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def register_dataset(spec: DatasetSpec) -> DatasetSpec:
 
 def get_dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
-        raise DataError(f"unknown dataset '{name}'; known datasets: {', '.join(sorted(DATASETS))}")
+        raise DataError(f"unknown dataset '{name}'{did_you_mean(name, DATASETS)}; known datasets: "
+                        f"{', '.join(sorted(DATASETS))}")
     return DATASETS[name]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dcbench.did_you_mean import did_you_mean
 from dcbench.errors import DcbenchError
 from dcbench.plugins import load_group, reject
 
@@ -64,7 +65,8 @@ def flag(key: str) -> str:
 def get_method(name: str | None) -> Method:
     name = name or "deepcluster"
     if name not in METHODS:
-        raise DcbenchError(f"unknown method '{name}'; choose one of: {', '.join(METHODS)}")
+        raise DcbenchError(f"unknown method '{name}'{did_you_mean(name, METHODS)}; choose one "
+                           f"of: {', '.join(METHODS)}")
     return METHODS[name]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from dcbench.did_you_mean import did_you_mean
 from dcbench.errors import DcbenchError
 from dcbench.models.alexnet import AlexNet
 from dcbench.models.alexnet_small import AlexNetSmall, AlexNetSmallWide
@@ -28,7 +29,8 @@ def build_model(arch: str, sobel: bool = True, k: int | None = None,
                 seed: int | None = None) -> Trunk:
     """A freshly initialised trunk (seeded when `seed` is given), with a top layer of size k."""
     if arch not in MODELS:
-        raise DcbenchError(f"unknown arch '{arch}'; choose one of: {', '.join(MODELS)}")
+        raise DcbenchError(f"unknown arch '{arch}'{did_you_mean(arch, MODELS)}; choose one of: "
+                           f"{', '.join(MODELS)}")
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
