@@ -119,7 +119,7 @@ def task_table(data_root: str | None = None) -> str:
         data = [_data_status(d, data_root) for d in task.datasets]
         lines.append(f"    data:     {'; '.join(data) or 'none'}")
         if task.options:
-            opts = " ".join(f"{k}={v}" for k, v in task.options.items())
+            opts = " ".join(task.shown_options())
             lines.append(f"    options:  {opts}")
     lines.extend(f"warning: {e}" for e in plugins.ERRORS)
     return "\n".join(lines)

@@ -93,6 +93,10 @@ class Task:
     def check(self, trunk: Trunk, ctx: RunContext) -> None:
         """Refuse, before any work, a trunk or data this task cannot run on."""
 
+    def shown_options(self) -> list[str]:
+        """Its --set options as `dcbench tasks` lists them: KEY=DEFAULT."""
+        return [f"{k}={v}" for k, v in self.options.items()]
+
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         raise NotImplementedError
 

@@ -286,6 +286,11 @@ def test_task_table_lists_tasks_data_and_plugin_errors(tmp_path: Path,
     assert f"imagenet (MISSING; looked in: {tmp_path / 'imagenet'})" in table
     assert "settings: conv1 conv2 conv3 conv4 conv5" in table
     assert "warning: plugin 'x' (x) failed to load: boom" in table
+    # issue 35: the VOC tasks showed 16 options as None; now their recipes' real defaults
+    voc_cls = next(x for x in table.split("\n") if x.startswith("    options:  dataset=fmnist-voc")
+                   and "test_crops" in x)
+    assert " iterations=750/80000 " in voc_cls and " lr=0.003 " in voc_cls
+    assert "=None" not in voc_cls.replace("max_train=None", "").replace("max_test=None", "")
 
 
 @pytest.mark.slow

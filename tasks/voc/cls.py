@@ -50,7 +50,7 @@ class VOCClassificationTask(VOCTask):
     """Multi-label VOC classification, FC6-8 (conv frozen incl. BN) or ALL trained."""
 
     description = ("PASCAL VOC classification mAP (FC6-8 / ALL), eval_voc_classif.py protocol; "
-                   "options left None take the dataset's recipe (voc or fmnist-voc)")
+                   "options default to the dataset's recipe (fmnist-voc or voc)")
     recipes = RECIPES
     counts = ("iterations", "batch_size", "lr_step", "test_crops", "evals")
     options = VOCTask.recipe_options(RECIPES)

@@ -55,7 +55,7 @@ class VOCDetectionTask(VOCTask):
     """VOC detection mAP@0.5, Fast R-CNN on FC6-8 (conv frozen incl. BN) or ALL trained."""
 
     description = ("PASCAL VOC detection mAP (FC6-8 / ALL), Fast R-CNN on selective search; "
-                   "options left None take the dataset's recipe (voc or fmnist-voc)")
+                   "options default to the dataset's recipe (fmnist-voc or voc)")
     recipes = RECIPES
     counts = ("iterations", "images_per_batch", "rois_per_image", "lr_step", "evals")
     batch_key = "images_per_batch"

@@ -53,7 +53,7 @@ class VOCSegmentationTask(VOCTask):
     """VOC semantic segmentation mIoU, FCN on FC6-8 (conv frozen incl. BN) or ALL trained."""
 
     description = ("PASCAL VOC segmentation mIoU (FC6-8 / ALL), FCN-AlexNet protocol; options "
-                   "left None take the dataset's recipe (voc or fmnist-voc)")
+                   "default to the dataset's recipe (fmnist-voc or voc)")
     recipes = RECIPES
     counts = ("iterations", "batch_size", "evals")
     options = VOCTask.recipe_options(RECIPES)

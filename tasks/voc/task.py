@@ -75,6 +75,15 @@ class VOCTask(Task):
     batch_key = "batch_size"            # the global batch, split over torchrun's ranks
     shards = True                       # tasks/voc/sharding.py
 
+    def shown_options(self) -> list[str]:
+        """`dcbench tasks` shows each recipe option's real defaults, the embedded set's then
+        real VOC's (the option itself is None: the dataset's recipe decides)."""
+        emb, voc = self.recipes["fmnist-voc"], self.recipes["voc"]
+        out = [f"{k}={v}" if v is not None or k not in voc else
+               (f"{k}={emb.get(k)}" if emb.get(k) == voc[k] else f"{k}={emb.get(k)}/{voc[k]}")
+               for k, v in self.options.items()]
+        return [*out, "(a/b: fmnist-voc's recipe / real VOC's)"]
+
     @classmethod
     def recipe_options(cls, recipes: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return {"dataset": "fmnist-voc", **{k: None for k in recipes["voc"]},
