@@ -220,15 +220,13 @@ def run_eval(opts: dict[str, Any], command: str = "",
         distributed.main_first(partial(ensure_root, name, data_root=ctx.data_root))
 
     written: list[Record] = []
+    skipped: dict[tuple[str, ...], list[int]] = {}      # settings already recorded -> seeds
     for seed in range(first, first + n_seeds):
         # one eval of a (task, checkpoint, config, seed) at a time: a second identical one
         # waits, then finds the records and skips instead of computing and appending twice
         with computing(results_dir(results), (task.name, info.sha256, chash, seed)):
             todo = prep.todo(seed, prep.recorded())
-            for s in settings:
-                if s not in todo:
-                    say(f"skip {task.name} {s} seed {seed}: already recorded for this "
-                        f"checkpoint and config ({chash}); --force reruns it")
+            skipped.setdefault(tuple(s for s in settings if s not in todo), []).append(seed)
             if not todo:
                 continue
             ctx.seed = seed
@@ -250,6 +248,11 @@ def run_eval(opts: dict[str, Any], command: str = "",
             written.extend(records)
             if failure is not None:
                 raise failure
+    for names, seeds in skipped.items():      # one line per eval, not one per setting
+        if names:
+            say(f"skip {task.name} {' '.join(names)} seed{'s' if len(seeds) > 1 else ''} "
+                f"{' '.join(map(str, seeds))}: already recorded for this checkpoint and "
+                f"config ({chash}); --force reruns {'it' if len(names) == 1 else 'them'}")
     if written:
         print(summary(written))
     return written
