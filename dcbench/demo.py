@@ -97,15 +97,15 @@ SEEDS = {"linear-fmnist-10": 3, "linear-fmnist-100": 3}
 # AMD EPYC without AMX, everything in float32 (results/demo/demo.log; supervised-standard,
 # only in --full: 9.0 bf16 minutes on the AMX CPU x 1.8 x 2.2). retrieval-paris reuses
 # the features retrieval-oxford extracted.
-WEIGHTS = {"deepcluster": 5.8, "supervised": 1.6, "supervised-standard": 35.0, "jule": 0.6,
-           "linear-fmnist": 0.85, "linear-fmnist-10": 0.7, "linear-fmnist-100": 0.8,
-           "clustering": 0.3, "knn": 0.65, "voc-cls": 0.8, "voc-det": 0.7, "voc-seg": 0.75,
-           "retrieval-oxford": 0.85, "retrieval-paris": 0.05, "report": 0.5}
+WEIGHTS = {"deepcluster": 5.2, "supervised": 1.9, "supervised-standard": 35.0, "jule": 0.8,
+           "linear-fmnist": 0.6, "linear-fmnist-10": 0.8, "linear-fmnist-100": 0.9,
+           "clustering": 0.35, "knn": 0.55, "voc-cls": 1.1, "voc-det": 0.8, "voc-seg": 0.75,
+           "retrieval-oxford": 1.5, "retrieval-paris": 0.25, "report": 0.3}
 # the tasks whose size the default demo cuts (EVAL_SIZES), at their recipe's own size (--full):
 # minutes on the same CPU (the supervised checkpoint's steps in a fresh clone of 542e0b4)
 FULL_SIZE = {"linear-fmnist": 2.6, "knn": 2.6, "voc-cls": 1.6, "voc-det": 1.9, "voc-seg": 1.9}
 # the first voc-det step also computes the set's selective-search proposals
-PROPOSALS = 2.1
+PROPOSALS = 1.7
 # pretraining kinds: with bf16 autocast (`--amp auto` on a CPU with AMX) DeepCluster and the
 # supervised baseline took 1/1.8 of their float32 minutes on the same CPU (results/fp32-demo:
 # 10.8 vs 6.1 and 1.7 vs 0.9 min); JULE trains float32 everywhere
