@@ -130,3 +130,19 @@ def test_headroom_table_derives_gap_rows_for_each_low_label_deepcluster(tmp_path
     assert "of deepcluster · runs/dc-long/checkpoint.pth.tar" in \
         [i for i, v in gaps.items() if v == "80"][0]
     assert not any("dc-k30" in i for i in gaps)
+
+
+def test_the_headroom_note_says_how_many_images_the_full_label_probe_trained_on() -> None:
+    """The default demo's probe trains on 10,000 of the 60,000 (--set max_train=10000); the
+    note said "all 60,000" whatever the records held."""
+    import pandas as pd
+
+    from dcbench.report.gap_table import full_label_images
+
+    def frame(*sizes: int) -> pd.DataFrame:
+        return pd.DataFrame({"task": ["linear-fmnist"] * len(sizes) + ["knn"],
+                             "extra": [{"n_train": n} for n in sizes] + [{"n_train": 5}]})
+
+    assert full_label_images(frame(60000, 60000)) == "all 60,000"
+    assert full_label_images(frame(10000)) == "10,000 of the 60,000"
+    assert full_label_images(frame(10000, 60000)).startswith("10,000 or 60,000 of the 60,000")
