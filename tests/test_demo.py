@@ -219,25 +219,24 @@ def _current_plan() -> dict:
     return {"weights": WEIGHTS, "proposals": PROPOSALS, "float32": 1.0}
 
 
-def _replay(log: list[tuple[str, float]], end: float, plan: dict, float32: bool
+def _replay(log: list[tuple[str, float, bool]], end: float, plan: dict, float32: bool
             ) -> list[tuple[float, float]]:
     """(ETA, minutes actually left) at each step of a recorded demo: `log` holds each step's
-    label and start (minutes), `end` the demo's total, `plan` the minutes it was planned
-    with. Random evaluations that took no time were recorded already (committed): the demo
-    weighs them 0."""
+    label, start (minutes) and whether it only skipped, `end` the demo's total, `plan` the
+    minutes it was planned with. A step that only skipped found its records (a clone's
+    Random evaluations, committed): the demo weighs it 0."""
     from dcbench.demo import EtaClock, Step
 
-    starts = [t for _, t in log] + [end]
+    starts = [t for _, t, _ in log] + [end]
     steps, weights = [], []
-    for label, _ in log:
+    for label, _, skipped in log:
         kind = label.split()[1]
         w = plan["weights"][kind] * (plan["float32"] if float32 and kind in (
             "deepcluster", "supervised") else 1.0)
         if kind == "voc-det" and not any(s.kind == "voc-det" for s in steps):
             w += plan["proposals"]
         steps.append(Step(kind, label, lambda: None, w))
-        took = starts[len(steps)] - starts[len(steps) - 1]
-        weights.append(0.0 if label.endswith("on Random") and took < 0.05 else w)
+        weights.append(0.0 if skipped else w)
     clock, out = EtaClock(report=plan["weights"]["report"]), []
     for k, step in enumerate(steps):
         out.append((clock.eta(steps[k:], weights[k:]), end - starts[k]))
@@ -245,17 +244,23 @@ def _replay(log: list[tuple[str, float]], end: float, plan: dict, float32: bool
     return out
 
 
-def _recorded(path: Path) -> tuple[list[tuple[str, float]], float]:
+def _recorded(path: Path) -> tuple[list[tuple[str, float, bool]], float]:
+    """Each step's (label, start in minutes, whether it only skipped: its output says `skip`
+    and measured nothing, the evaluations a clone finds recorded) and the demo's total."""
     import re
 
     text = path.read_text()
-    log = [(m[1], float(m[2])) for m in re.finditer(
-        r"^\[demo \d+/\d+\] (.+?) \(elapsed ([\d.]+) min", text, re.M)]
+    found = list(re.finditer(r"^\[demo \d+/\d+\] (.+?) \(elapsed ([\d.]+) min", text, re.M))
+    log = []
+    for i, m in enumerate(found):
+        out = text[m.end():found[i + 1].start() if i + 1 < len(found) else len(text)]
+        log.append((m[1], float(m[2]), "skip " in out and " final " not in out))
     return log, float(re.search(r"\[demo\] done in ([\d.]+) min", text)[1])
 
 
 @pytest.mark.parametrize("run,plan,float32", [
     ("results/demo/demo.log", "current", True),
+    ("results/demo/demo_clone.log", "current", True),
     ("results/demo.log", "amx-60k", False),
     ("results/fp32-demo/demo.log", "amx-60k", True)])
 def test_the_eta_holds_on_the_recorded_demos_of_each_kind_of_cpu(run: str, plan: str,
@@ -263,7 +268,8 @@ def test_the_eta_holds_on_the_recorded_demos_of_each_kind_of_cpu(run: str, plan:
     """Replayed on the committed demos, the ETA from the first step on is within 30 % of the
     minutes that were left (or 1.5 min near the end; the same step's time varies by about
     that much between runs: voc-det 1.1 vs 2.2 min): the default demo on the AMD EPYC without
-    AMX (float32, the plan's own weights), and the 60k recipe on the AMX CPU with its plan
+    AMX (float32, the plan's own weights; from an empty folder, and in a fresh clone that skips
+    the Random trunk's committed evaluations), and the 60k recipe on the AMX CPU with its plan
     (bf16 pretraining, 21.4 min; float32, 27.7 min, which ran the Random evaluations too)."""
     log, end = _recorded(Path(__file__).resolve().parents[1] / run)
     weights = _current_plan() if plan == "current" else AMX_60K_PLAN
@@ -276,7 +282,7 @@ def test_the_eta_after_slow_pretraining_does_not_slow_the_evaluations() -> None:
     bf16), the evaluations at theirs. One pace for both multiplied the evaluations' minutes by
     2.4 ("ETA 41 min" where 16.2 were left); each category at its own pace leaves them, and
     the report, at their planned minutes until an evaluation has run."""
-    from dcbench.demo import WEIGHTS, EtaClock, plan
+    from dcbench.demo import PACE_PRIOR, WEIGHTS, EtaClock, plan
 
     steps = plan("default", Path("/nonexistent"), None)
     pre = [s for s in steps if s.pending is None]
@@ -286,9 +292,17 @@ def test_the_eta_after_slow_pretraining_does_not_slow_the_evaluations() -> None:
     for s in pre:
         clock.record(s, s.minutes, 2.4 * s.minutes)
     assert clock.eta(rest, weights) == pytest.approx(sum(weights) + WEIGHTS["report"])
-    clock.record(rest[0], weights[0], 0.5 * weights[0])     # the evaluations: at half
+    # the evaluations at half their minutes: the pace moves towards 0.5 as they run (shrunk
+    # towards the plan by PACE_PRIOR planned minutes, so one short step does not swing it)
+    clock.record(rest[0], weights[0], 0.5 * weights[0])
+    pace = (0.5 * weights[0] + PACE_PRIOR) / (weights[0] + PACE_PRIOR)
     assert clock.eta(rest[1:], weights[1:]) == pytest.approx(
-        0.5 * (sum(weights[1:]) + WEIGHTS["report"]))
+        pace * (sum(weights[1:]) + WEIGHTS["report"]))
+    for step, w in zip(rest[1:], weights[1:]):
+        clock.record(step, w, 0.5 * w)
+    assert clock.pace("evaluation") == pytest.approx(
+        (0.5 * sum(weights) + PACE_PRIOR) / (sum(weights) + PACE_PRIOR))
+    assert clock.pace("evaluation") < 0.6
 
 
 def test_the_demo_loads_each_checkpoint_once_and_again_when_it_is_retrained(tmp_path: Path,
