@@ -268,8 +268,8 @@ def build(name: str, out: str | None, quick: bool, data_root: str | None) -> Non
 @RESULTS
 @DATA_ROOT
 def demo(quick: bool, full: bool, results: str | None, data_root: str | None) -> None:
-    """Pretrain, evaluate and report on Fashion-MNIST (30 min on 2 cores); resumes where it
-    stopped."""
+    """Pretrain, evaluate and report on Fashion-MNIST (25 min with the install on 2 cores
+    without AMX: README); writes to results/demo; resumes where it stopped."""
     from dcbench.demo import run_demo
 
     run_demo(quick=quick, results=results, data_root=data_root, full=full)
