@@ -237,7 +237,8 @@ def run_eval(opts: dict[str, Any], command: str = "",
                 measurements = run_frozen_checked(task, trunk, todo, ctx)
             except tasks.SettingsFinishedBeforeAFailure as e:    # record what finished
                 measurements, failure = e.finished, e.cause
-                say(f"{task.name}: {', '.join(m.setting for m in e.finished)} finished "
+                done = ", ".join(dict.fromkeys(m.setting for m in e.finished))
+                say(f"{task.name}: {done} finished "
                     f"before the failure below and is recorded; the same command runs "
                     f"only what is missing")
             records = make_records(task, measurements, todo, info, ctx, config, chash,

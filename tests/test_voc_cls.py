@@ -143,7 +143,7 @@ def test_bad_options_refused_before_work(override: str, message: str, tmp_path: 
 
 def test_a_finished_setting_is_recorded_when_a_later_one_fails(voc_quick_root: Path,
                                                                tmp_path: Path,
-                                                               monkeypatch) -> None:
+                                                               monkeypatch, capsys) -> None:
     """Issue 31: ALL diverged after FC6-8 had finished and the run wrote nothing. FC6-8 is
     recorded, the failure still stops the command with its own message, and the same command
     then runs ALL alone (FC6-8 is skipped as recorded)."""
@@ -167,6 +167,8 @@ def test_a_finished_setting_is_recorded_when_a_later_one_fails(voc_quick_root: P
     with pytest.raises(DcbenchError, match="loss became nan at iteration 5"):
         run_eval(opts)
     assert ran == ["fc6-8", "all"]
+    assert "voc-cls: fc6-8 finished before the failure below and is recorded" in \
+        capsys.readouterr().err
     kept = read_records(tmp_path / "records.jsonl")
     assert [(r["setting"], r["epochs"]) for r in kept] == [("fc6-8", 5)]
     monkeypatch.setattr(cls_train, "train_and_test", real)

@@ -220,6 +220,6 @@ def test_the_voc_recipe_trains_at_voc_size_where_the_summed_loss_diverges() -> N
     assert RECIPES["voc"]["loss"] == "mean"
     summed = _train_losses("sum", ALL, 3)
     assert not (np.isfinite(summed[2]) and summed[2] < 1e6 * summed[0])    # inf/NaN or 1e6x
-    mean = _train_losses("mean", ALL, 6)
+    mean = _train_losses("mean", ALL, 4)
     assert mean[0] == pytest.approx(np.log(21), abs=1e-3)     # zero-init score: uniform
-    assert all(b < a for a, b in zip(mean, mean[1:])) and mean[-1] < mean[0] - 0.01
+    assert all(b < a for a, b in zip(mean, mean[1:])) and mean[-1] < mean[0] - 0.005
