@@ -20,7 +20,8 @@ solver says its lr 1e-4 is "for normalized softmax" while its net.py writes the 
 and a released-format AlexNet both diverged by iteration 5-8 at 500x375 (issue 31; lr 1e-5
 too), with the average a random one trains (tests/test_voc_seg.py). The solver also
 accumulates 20 images per update (`iter_size: 20`): dcbench steps per image. FCN trained on
-SBD's 8,498 images and measured on seg11valid (736): give a devkit whose ImageSets/Segmentation lists hold those ids and pass `--set train_split=...
+SBD's 8,498 images and measured on seg11valid (736): give a devkit whose
+ImageSets/Segmentation lists hold those ids and pass `--set train_split=...
 test_split=...`. `fmnist-voc` (under a minute on 2 CPU cores): batch 16, the loss averaged
 over labelled pixels, lr 0.02, 300 iterations. Images are scaled by `scale` before the trunk:
 1 for real VOC; on fmnist-voc the trunk's input side / 32, because the scenes' items are
