@@ -185,7 +185,6 @@ def _voc_size_samples(n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 def _train_losses(loss: str, setting: str, iterations: int) -> list[float]:
     """The VOC recipe's SGD (lr, momentum, wd) on an FCN of a random alexnet, one image per
     step as the recipe, with `loss` reduced as given: the loss of each step."""
-    from dcbench.models import build_model
     from dcbench.tasks.voc.common import freeze_conv, trunk_copy
     from dcbench.tasks.voc.seg import RECIPES
 
@@ -212,9 +211,8 @@ def _train_losses(loss: str, setting: str, iterations: int) -> list[float]:
 def test_the_voc_recipe_trains_at_voc_size_where_the_summed_loss_diverges() -> None:
     """Issue 31: at 500x375 the FCN loss summed over pixels at the recipe's lr 1e-4 went
     from 5.7e5 to 1e14 in 4 steps with FC6-8 (NaN at 8; in ALL sooner) for a random alexnet;
-    the recipe's loss, averaged
-    over labelled pixels as the released solver's lr is meant for, starts at ln 21 and falls,
-    with every layer training (ALL, the harder setting)."""
+    the recipe's loss, averaged over labelled pixels as the released solver's lr is meant for,
+    starts at ln 21 and falls, with every layer training (ALL, the harder setting)."""
     from dcbench.tasks.voc.seg import RECIPES
 
     assert RECIPES["voc"]["loss"] == "mean"
