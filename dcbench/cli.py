@@ -186,6 +186,33 @@ def eval_cmd(**opts) -> None:
 
 
 @cli.command()
+@click.option("--task", required=True, help="a registered task (dcbench tasks)")
+@click.option("--ckpt", required=True, help="as for dcbench eval")
+@click.option("--setting", "settings", multiple=True,
+              help="task setting (repeatable) [default: the task's]")
+@click.option("--steps", type=int, default=20, show_default=True,
+              help="steps to run of each setting")
+@click.option("--quick", is_flag=True, help="the task's small subset (for tests)")
+@DATA_ROOT
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="override a task option, as for dcbench eval")
+@click.option("--workers", type=int, default=None, help="data loading workers")
+@click.option("--json", "json_path", default=None, metavar="PATH",
+              help="also write the measurements as JSON (never into the results)")
+def preflight(**opts) -> None:
+    """Check a task's data and checkpoint, run a few steps of each setting at full size, and
+    project the full run's time on this machine (images/s, peak memory, loss finite and
+    falling). Records nothing."""
+    from dcbench.eval_request import check_request
+
+    opts.update(seed=0, seeds=1, force=True, results=None)
+    check_request(opts)             # a bad request is refused before torch loads
+    from dcbench.preflight import run_preflight
+
+    run_preflight(opts, steps=opts["steps"], json_path=opts["json_path"])
+
+
+@cli.command()
 @DATA_ROOT
 def tasks(data_root: str | None) -> None:
     """List every task with its settings and whether its data is found."""

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import iter_taps
@@ -42,10 +42,12 @@ def _batches(trunk: Trunk, pooler: Pooler, data: Dataset, ctx: RunContext, desc:
     loader = make_loader(data, BATCH_SIZE, sampler=my_rows(len(data)), workers=ctx.workers,
                          seed=ctx.seed)
     skipped = 0
+    step_meter.begin(f"{desc} features", len(loader), "batch")
     for indices, targets, taps, n_skipped in iter_taps(trunk, loader, pooler.layers,
                                                        ctx.device, desc,
                                                        amp=eval_amp_name(ctx.device)):
         skipped += n_skipped
+        step_meter.step(len(indices))
         if taps:
             yield indices, torch.from_numpy(targets).to(ctx.device), pooler(taps)
     skipped = int(distributed.all_reduce_sum(torch.tensor([skipped])).item())

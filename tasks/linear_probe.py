@@ -105,7 +105,7 @@ class LinearProbe(Task):
         import torch
         from torch.nn.parallel import DistributedDataParallel
 
-        from dcbench import distributed
+        from dcbench import distributed, step_meter
         from dcbench.progress import progress
 
         from .pooling import Pooler
@@ -152,6 +152,7 @@ class LinearProbe(Task):
         net = (DistributedDataParallel(heads, device_ids=[ctx.device] if ctx.device.type ==
                                        "cuda" else None)
                if distributed.is_distributed() else heads)
+        step_meter.begin(f"{self.name} training ({epochs} epochs)", total, "batch")
         for _ in progress(range(epochs), f"{self.name} epochs", total=epochs, unit="epoch"):
             step, loss = train_epoch(net, train_batches, opt, cfg, step, total)
             losses.append(loss)

@@ -14,7 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Dataset, DistributedSampler
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.data import get_dataset_spec, make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import to_device
@@ -173,7 +173,9 @@ def train_epoch(heads: nn.Module, batches: PooledBatches, opt: torch.optim.Optim
         loss.backward()
         opt.step()
         step += 1
-        loss_sum += float(loss.detach()) * len(targets)
+        value = float(loss.detach())
+        step_meter.step(len(targets), value)
+        loss_sum += value * len(targets)
         n += len(targets)
     both = distributed.all_reduce_sum(torch.tensor([loss_sum, float(n)], dtype=torch.float64))
     return step, float(both[0]) / max(1.0, float(both[1]))

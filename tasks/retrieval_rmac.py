@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.checkpoint import state_sha256
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.retrieval.oxford_paris import (
@@ -59,10 +59,12 @@ def conv5_regions(trunk: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
     out: list[torch.Tensor | None] = [None] * len(data)
     skipped = 0
     loader = make_loader(data, 1, sampler=my_rows(len(data)), workers=ctx.workers)
+    step_meter.begin(f"{desc} R-MAC", len(loader), "img")
     with torch.inference_mode():
         for images, _, indices, n_skipped in progress(loader, desc, total=len(loader),
                                                       unit="img"):
             skipped += n_skipped
+            step_meter.step(len(indices))
             if images is None:
                 continue
             x = to_device(images, ctx.device)

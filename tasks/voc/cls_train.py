@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.data import build_dataset, make_loader, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
@@ -100,6 +100,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
     labels_test = test.labels
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-cls {setting}", total=iters, unit="it")
+    step_meter.begin(f"voc-cls {setting} training", iters)
     train_mode(model)
     it, loss_sum, skipped = 0, 0.0, 0
     for images, labels, _, n_skipped in loader:

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
 from dcbench.models import Trunk
@@ -149,7 +149,9 @@ def sgd_step(opt: torch.optim.Optimizer, loss: torch.Tensor | None, n: int, task
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(*clip)
     opt.step()
-    return float(loss.detach())
+    value = float(loss.detach())
+    step_meter.step(n, value)
+    return value
 
 
 def from_one_rng_state(settings: list[str]) -> Iterator[str]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.voc.devkit import VOC_YEARS, build_voc
 from dcbench.data.voc.proposals import proposals_for
@@ -120,6 +120,7 @@ def train_and_test(trunk: Trunk, setting: str, train: DetectionInputs, test: Det
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-det {setting}", total=iters, unit="it")
+    step_meter.begin(f"voc-det {setting} training", iters)
     model.train()
     model.features.eval()
     it, loss_sum, skipped, skipped_test = 0, 0.0, 0, 0

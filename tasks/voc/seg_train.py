@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from dcbench import distributed
+from dcbench import distributed, step_meter
 from dcbench.data import get_dataset_spec, make_loader, subset
 from dcbench.data.voc.devkit import build_voc
 from dcbench.errors import DcbenchError
@@ -127,6 +127,7 @@ def train_and_measure(trunk: Trunk, setting: str, train, test, cfg: dict[str, An
     eval_at = sorted({max(1, round(iters * (e + 1) / cfg["evals"])) for e in range(cfg["evals"])})
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-seg {setting}", total=iters, unit="it")
+    step_meter.begin(f"voc-seg {setting} training", iters)
     model.train()
     model.features.eval()
     it, loss_sum, skipped = 0, 0.0, 0

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcbench import step_meter
 from dcbench.atomic import atomic_write_bytes
 from dcbench.data.voc.devkit import read_ids
 from dcbench.errors import DataError
@@ -283,6 +284,8 @@ def _compute(root: Path, ids: list[str], sizes: Sizes, params: dict, part: Path,
                                    initializer=_one_thread)
     boxes: list[np.ndarray] = []
     progress = bar("selective search", len(ids), unit="img")
+    step_meter.begin("selective search proposals (once, cached)", len(ids), "img",
+                     limited=False)
     try:
         for start in range(0, len(ids), chunk):
             cids, csizes = ids[start:start + chunk], sizes[start:start + chunk]
@@ -298,6 +301,7 @@ def _compute(root: Path, ids: list[str], sizes: Sizes, params: dict, part: Path,
                 for b in results:
                     got.append(b)
                     progress.update(1)
+                    step_meter.step(1)
                 atomic_write_bytes(path, _pack(cids, got, params))
             boxes += got
     finally:
