@@ -48,16 +48,30 @@ RECIPES: dict[str, tuple[str, list[str], int | None, str]] = {
                       "90 epochs x 9,567 batches of 256"),
     "knn": ("knn", ["dataset=imagenet"], math.ceil(IMAGENET_TRAIN / 256),
             "1 pass over ImageNet train at 224 px"),
-    "clustering": ("clustering", ["dataset=imagenet"], math.ceil(IMAGENET_TRAIN / 256),
-                   "1 pass over ImageNet at 224 px"),
+    "clustering": ("clustering", ["dataset=places205"], math.ceil(20_500 / 256),
+                   "1 pass over Places205 val (20,500) at 224 px"),
     "retrieval-oxford": ("retrieval-oxford", ["dataset=oxford5k", "max_side=1024"],
                          OXFORD + PARIS, "Oxford + Paris (whitening) images at 1024 px"),
     "retrieval-paris": ("retrieval-paris", ["dataset=paris6k", "max_side=1024"],
                         PARIS + OXFORD, "Paris + Oxford (whitening) images at 1024 px"),
+    "retrieval-oxford-multiscale": (
+        "retrieval-oxford", ["dataset=oxford5k", "max_side=1024", "scales=1,0.707,0.5"],
+        OXFORD + PARIS, "Oxford + Paris at 1024 px; the 724 and 512 px passes, about 3/4 "
+        "as much again by pixels, not metered"),
 }
+# pretraining: name -> (data set, method, the archs rehearsed); trunks start at random
+PRETRAIN: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "pretrain-deepcluster-imagenet": ("imagenet", "deepcluster", ("alexnet", "vgg16")),
+    "pretrain-deepcluster-places205": ("places205", "deepcluster", ("alexnet",)),
+    "pretrain-deepcluster-yfcc1m": ("yfcc1m", "deepcluster", ("alexnet",)),
+    "pretrain-supervised-imagenet": ("imagenet", "supervised", ("alexnet",)),
+    "pretrain-supervised-places205": ("places205", "supervised", ("alexnet",)),
+}
+RAM_GIB = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+PRETRAIN_IMAGES = {"imagenet": IMAGENET_TRAIN, "places205": PLACES_TRAIN, "yfcc1m": 1_000_000}
 TRUNKS = ("random:alexnet", "released:alexnet", "released:vgg16", "random:vgg16")
 TREE_SIZES = {"voc": {"train": 24, "val": 12, "test": 24}, "imagenet": (5200, 60),
-              "places": (5200, 60)}
+              "places": (5200, 205)}     # Places205's val: every class at least once
 
 
 def cpu_name() -> str:
@@ -76,7 +90,11 @@ def cpu_name() -> str:
 def build_trees(work: Path) -> Path:
     """The data root (built once; a finished tree is reused)."""
     from dcbench.data.embedded.retrieval_builder import build_fmnist_retrieval
-    from dcbench.rehearsal.class_trees import build_imagenet_tree, build_places_tree
+    from dcbench.rehearsal.class_trees import (
+        build_imagenet_tree,
+        build_places_tree,
+        build_yfcc_tree,
+    )
     from dcbench.rehearsal.retrieval_tree import upscale_retrieval_tree
     from dcbench.rehearsal.voc_tree import build_voc_size_tree
 
@@ -87,6 +105,7 @@ def build_trees(work: Path) -> Path:
                                                    seed=12),
         "imagenet": lambda out: build_imagenet_tree(out, fmnist, *TREE_SIZES["imagenet"]),
         "places205": lambda out: build_places_tree(out, fmnist, *TREE_SIZES["places"]),
+        "yfcc1m": lambda out: build_yfcc_tree(out, fmnist, 3400),
         "oxford5k": lambda out: upscale_retrieval_tree(
             build_fmnist_retrieval(work / "src" / "fmnist-oxford-quick", "fmnist-oxford", fmnist,
                                    quick=True, show_progress=False), out, "oxford5k"),
@@ -117,51 +136,86 @@ def checkpoint(work: Path, trunk: str) -> str:
 
 
 def preflight(recipe: str, trunk: str, work: Path, data: Path, steps: int) -> dict:
-    task, sets, _, _ = RECIPES[recipe]
     out = work / "reports" / f"{recipe}__{trunk.replace(':', '_')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    cmd = ["dcbench", "preflight", "--task", task, "--ckpt", checkpoint(work, trunk),
-           "--data-root", str(data), "--steps", str(steps), "--json", str(out)]
-    for s in sets:
-        cmd += ["--set", s]
+    if recipe in PRETRAIN:
+        name, method, _ = PRETRAIN[recipe]
+        cmd = ["dcbench", "pretrain", "--method", method, "--data", name, "--arch", trunk,
+               "--data-root", str(data), "--preflight", str(steps), "--json", str(out)]
+    else:
+        task, sets, _, _ = RECIPES[recipe]
+        cmd = ["dcbench", "preflight", "--task", task, "--ckpt", checkpoint(work, trunk),
+               "--data-root", str(data), "--steps", str(steps), "--json", str(out)]
+        for s in sets:
+            cmd += ["--set", s]
+    out.unlink(missing_ok=True)
     t0 = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", "dcbench", *cmd[1:]], capture_output=True,
                          text=True, env={**os.environ, "DCBENCH_NO_PROGRESS": "1"})
     wall = time.perf_counter() - t0
     print(run.stdout + run.stderr[-2000:], flush=True)
-    report = json.loads(out.read_text()) if out.is_file() and run.returncode == 0 else {}
-    if out.is_file() and run.returncode != 0:
-        report = json.loads(out.read_text())
+    report = json.loads(out.read_text()) if out.is_file() else {}
+    error = run.stderr.strip().splitlines()[-1:] if run.returncode > 0 else []
     return {"recipe": recipe, "trunk": trunk, "command": " ".join(cmd), "rc": run.returncode,
-            "wall_seconds": round(wall, 1), "error": run.stderr.strip().splitlines()[-1:]
-            if run.returncode else [], "report": report}
+            "wall_seconds": round(wall, 1), "error": error, "report": report}
+
+
+def full_steps(row: dict, phase: dict, proposals_seen: int) -> tuple[int, str]:
+    """The steps of `phase` in the full recipe on the real data set, and what they are."""
+    if phase["name"].startswith("selective search"):            # voc-det: trainval, test
+        n = (VOC07_TRAINVAL, VOC07_TEST)[min(proposals_seen, 1)]
+        return n, f"selective search, {n:,} VOC2007 images, once"
+    if row["recipe"] in PRETRAIN:
+        data, epochs = PRETRAIN[row["recipe"]][0], row["report"]["epochs"]
+        tree, real = row["report"]["images"], PRETRAIN_IMAGES[data]
+        steps = math.ceil(phase["planned"] * real / tree)
+        return steps, f"{epochs} epochs x {real:,} images / 256"
+    if row["recipe"] == "knn" and "queries" in phase["name"]:
+        return math.ceil(50_000 / 256), "1 pass over ImageNet val (50,000) at 224 px"
+    _, _, full, what = RECIPES[row["recipe"]]
+    return (full or phase["planned"]), what
+
+
+def verdict_of(phase: dict, failure: str) -> str:
+    """The preflight's verdict on a recorded phase, by today's rule (dcbench.preflight)."""
+    from dcbench.preflight import SettingReport
+    from dcbench.step_meter import Phase
+
+    losses = [math.nan if v is None else v for v in phase["losses"]]
+    return SettingReport("", [Phase(phase["name"], phase["planned"], losses=losses)],
+                         None, None, failure).verdict()
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| recipe | trunk | setting | rehearsed | s/step | images/s | peak RSS | "
-            "full recipe (steps) | projected here |\n|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| recipe | trunk | setting | phase | rehearsed | s/step | images/s | peak RSS | "
+            "full recipe (steps) | projected here |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for row in rows:
-        task, _, full, what = RECIPES[row["recipe"]]
         settings = row["report"].get("settings", [])
         if not settings:
-            lines.append(f"| {row['recipe']} | {row['trunk']} | | no: "
-                         f"{' '.join(row['error'])[:120]} | | | | | |")
+            why = (f"killed by signal {-row['rc']} after {row['wall_seconds']:.0f} s (SIGKILL: "
+                   f"the kernel's out-of-memory killer, {RAM_GIB:.0f} GiB here)"
+                   if row["rc"] < 0 else " ".join(row["error"])[:160])
+            lines.append(f"| {row['recipe']} | {row['trunk']} | | | no: {why} | | | | | |")
             continue
         for s in settings:
-            phase = next((p for p in s["phases"] if p["steps"]), None)
-            if phase is None:
-                lines.append(f"| {row['recipe']} | {row['trunk']} | {s['setting']} | no step: "
-                             f"{s['verdict']} {s['failure'][:100]} | | | | | |")
-                continue
-            planned = full or phase["planned"]
-            proj = (phase["seconds_per_step"] or math.nan) * planned
-            rss = s["peak_rss_bytes"]
-            lines.append(
-                f"| {row['recipe']} | {row['trunk']} | {s['setting']} | yes, {phase['steps']} "
-                f"steps: {s['verdict']} | {phase['seconds_per_step']:.2f} | "
-                f"{phase['images_per_second']:.1f} | {rss / 2**30:.1f} GiB | {planned:,} "
-                f"({what}) | {duration(proj)} |")
+            phases = [p for p in s["phases"] if p["steps"]]
+            if not phases:
+                lines.append(f"| {row['recipe']} | {row['trunk']} | {s['setting']} | | no "
+                             f"step: {s['verdict']} {s['failure'][:100]} | | | | | |")
+            proposals = 0
+            for phase in phases:
+                steps, what = full_steps(row, phase, proposals)
+                proposals += phase["name"].startswith("selective search")
+                proj = (phase["seconds_per_step"] or math.nan) * steps
+                verdict = verdict_of(phase, s["failure"]) if phase["losses"] else "timed"
+                lines.append(
+                    f"| {row['recipe']} | {row['trunk']} | {s['setting']} | {phase['name']} | "
+                    f"yes, {phase['steps']} steps: {verdict} | "
+                    f"{phase['seconds_per_step']:.2f} | {phase['images_per_second']:.1f} | "
+                    f"{s['peak_rss_bytes'] / 2**30:.1f} GiB | {steps:,} ({what}) | "
+                    f"{duration(proj)} |")
     return head + "\n".join(lines) + "\n"
 
 
@@ -173,16 +227,24 @@ def write_doc(rows: list[dict], cpu: str) -> None:
     text = DOC.read_text()
     head, _, rest = text.partition(MARK)
     _, _, tail = rest.partition(MARK)
+    work = os.path.commonpath([r["command"].split("--data-root ")[1].split()[0]
+                               for r in rows]).rsplit("/data", 1)[0]
+    commands = "\n".join(f"- {r['recipe']}, {r['trunk']}: `{r['command'].replace(work, '$WORK')}`"
+                          for r in rows)
     body = (f"\nMeasured on {cpu}; `bench/results/rehearsal.json` holds every step's loss "
-            f"and time.\n\n{table(rows)}\n")
+            f"and time.\n\n{table(rows)}\nThe command of each row (`$WORK`: the --work "
+            f"folder):\n\n{commands}\n\n")
     DOC.write_text(head + MARK + body + MARK + tail)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--work", type=Path, required=True, help="trees, files and reports")
-    ap.add_argument("--only", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    ap.add_argument("--only", nargs="*", default=[*RECIPES, *PRETRAIN],
+                    choices=[*RECIPES, *PRETRAIN])
     ap.add_argument("--trunks", nargs="*", default=list(TRUNKS), choices=list(TRUNKS))
+    ap.add_argument("--archs", nargs="*", default=["alexnet", "vgg16"],
+                    choices=["alexnet", "vgg16"], help="the pretraining rows' archs")
     ap.add_argument("--steps", type=int, default=12, help="steps per setting (AlexNet)")
     ap.add_argument("--vgg-steps", type=int, default=6, help="steps per setting (VGG16)")
     ap.add_argument("--out", type=Path, default=REPO / "bench/results/rehearsal.json")
@@ -190,12 +252,15 @@ def main() -> None:
     data = build_trees(args.work)
     done = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
     rows = {(r["recipe"], r["trunk"]): r for r in done}
+    order = [*RECIPES, *PRETRAIN]
     for recipe in args.only:
-        for trunk in args.trunks:
+        trunks = ([a for a in PRETRAIN[recipe][2] if a in args.archs] if recipe in PRETRAIN
+                  else args.trunks)
+        for trunk in trunks:
             steps = args.vgg_steps if "vgg16" in trunk else args.steps
             rows[(recipe, trunk)] = preflight(recipe, trunk, args.work, data, steps)
-            ordered = sorted(rows.values(), key=lambda r: (list(RECIPES).index(r["recipe"]),
-                                                           TRUNKS.index(r["trunk"])))
+            ordered = sorted(rows.values(), key=lambda r: (
+                order.index(r["recipe"]), r["trunk"].split(":")[-1], r["trunk"]))
             args.out.write_text(json.dumps({"cpu": cpu_name(), "rows": ordered}, indent=1)
                                 + "\n")
             write_doc(ordered, cpu_name())

@@ -82,7 +82,8 @@ def cli(debug: bool) -> None:
 @click.option("--k", "k", type=int, default=None,
               help="number of clusters [default: 10000; 100 on fashion-mnist]")
 @click.option("--epochs", type=int, default=None, help="epochs [default: 500; 10 on fashion-mnist]")
-@click.option("--out", required=True, help="run folder (checkpoints, assignments, log.jsonl)")
+@click.option("--out", default=None, help="run folder (checkpoints, assignments, log.jsonl); "
+              "required, except with --preflight")
 @click.option("--max-images", type=int, default=None, help="train on a seeded random subset")
 @click.option("--batch-size", type=int, default=None, help="[default: 256]")
 @click.option("--lr", type=float, default=None, help="[default: 0.05]")
@@ -112,6 +113,12 @@ def cli(debug: bool) -> None:
               help="RandomResizedCrop lower scale [default: 0.08; 0.3 on 32 px data]")
 @click.option("--seed", type=int, default=DEFAULT_SEED, show_default=True)
 @click.option("--resume", is_flag=True, help="continue the run in --out from its last epoch")
+@click.option("--preflight", "preflight_steps", type=int, default=None, metavar="STEPS",
+              help="check the data, run STEPS training steps (and the clustering pass) at "
+              "full size on a subset, and project the full run's time on this machine; "
+              "writes nothing")
+@click.option("--json", "preflight_json", default=None, metavar="PATH",
+              help="with --preflight: also write its measurements as JSON")
 @click.option("--save-every", type=int, default=0, show_default=True,
               help="also keep checkpoint_<epoch>.pth.tar every N epochs (0: only the latest)")
 @click.option("--workers", type=int, default=None, help="data loading workers per process")
@@ -154,7 +161,16 @@ def pretrain(**opts) -> None:
         raise DcbenchError(f"--set is for JULE's options; {opts['method']} takes its options "
                            f"as flags (dcbench pretrain --help)")
     opts["jule_options"] = sets
+    steps, json_path = opts.pop("preflight_steps"), opts.pop("preflight_json")
+    if steps is not None:
+        from dcbench.methods.pretrain_preflight import preflight_pretraining
 
+        preflight_pretraining(opts, steps, json_path)
+        return
+    if json_path:
+        raise DcbenchError("--json goes with --preflight (a run writes its log.jsonl)")
+    if not opts["out"]:
+        raise click.UsageError("Missing option '--out' (the run folder).", ctx=ctx)
     run_pretraining(opts, command=_command_line())
 
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,8 @@ from dcbench.evaluate import prepare_request, run_frozen_checked
 from dcbench.precision import eval_amp_name
 
 DEFAULT_STEPS = 20
+FALLING = 1e-3      # the second half's mean loss this much below the first's: falling (noise
+#                     in a flat loss moves it by about 0.02%)
 
 
 @dataclass
@@ -39,7 +43,6 @@ class SettingReport:
     peak_rss: int | None            # bytes, this setting's high-water mark
     cuda_peak: int | None           # bytes, CUDA max allocated
     failure: str = ""               # the error that stopped it before its budget
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain values for `--json` (a preflight report, never a result record)."""
@@ -49,7 +52,8 @@ class SettingReport:
                             "steps": p.steps, "seconds_per_step": _number(p.seconds_per_step()),
                             "images_per_second": _number(p.images_per_second()),
                             "projected_seconds": _number(p.projected_seconds()),
-                            "losses": p.losses} for p in self.phases]}
+                            "losses": [_number(v) for v in p.losses]}
+                           for p in self.phases]}
 
     def verdict(self) -> str:
         if self.failure:
@@ -63,7 +67,9 @@ class SettingReport:
         trend = trained[-1].loss_trend()
         if trend is None:
             return "finite (too few steps to see a trend)"
-        return "finite, falling" if trend[1] < trend[0] else "finite, NOT falling yet"
+        if trend[1] < trend[0] * (1 - FALLING):
+            return "finite, falling"
+        return f"finite, NOT falling yet (under {100 * FALLING:.1f}% lower)"
 
 
 def _number(x: float) -> float | None:
@@ -115,16 +121,35 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def measure_setting(task: tasks.Task, prep: Any, setting: str, steps: int) -> SettingReport:
-    """Run `setting` under the meter until `steps` steps (or a failure) and report it."""
-    device = prep.ctx.device
+@dataclass
+class Peaks:
+    rss: int | None = None          # bytes: the process's RSS high-water mark in the block
+    cuda: int | None = None         # bytes: CUDA max allocated in the block
+
+
+@contextmanager
+def measure_peaks(device: torch.device) -> Iterator[Peaks]:
+    """The peak memory of what runs inside the block (filled in when it ends)."""
+    peaks = Peaks()
     _reset_peak_rss()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
+    try:
+        yield peaks
+    finally:
+        peaks.rss = _peak_rss()
+        if device.type == "cuda":
+            peaks.cuda = torch.cuda.max_memory_allocated(device)
+
+
+def measure_setting(task: tasks.Task, prep: Any, settings: list[str],
+                    steps: int) -> SettingReport:
+    """Run `settings` (one, or those a task runs in one pass) under the meter until `steps`
+    steps (or a failure) and report them."""
     failure = ""
-    with step_meter.metering(steps) as meter:
+    with measure_peaks(prep.ctx.device) as peaks, step_meter.metering(steps) as meter:
         try:
-            run_frozen_checked(task, prep.trunk, [setting], prep.ctx)
+            run_frozen_checked(task, prep.trunk, settings, prep.ctx)
         except step_meter.StepBudgetReached:
             pass
         except tasks.SettingsFinishedBeforeAFailure as e:
@@ -132,41 +157,49 @@ def measure_setting(task: tasks.Task, prep: Any, setting: str, steps: int) -> Se
                 failure = str(e.cause)
         except DcbenchError as e:           # a diverged loss, an unreadable split
             failure = str(e)
-    cuda = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    return SettingReport(setting, meter.phases, _peak_rss(), cuda, failure)
+    return SettingReport("+".join(settings), meter.phases, peaks.rss, peaks.cuda, failure)
 
 
-def report_lines(task: tasks.Task, prep: Any, reports: list[SettingReport],
-                 steps: int) -> list[str]:
-    """The table a preflight prints, and its projection."""
-    info, device = prep.info, prep.ctx.device
-    lines = [f"preflight {task.name} on {info.path} ({info.arch}, sha256 "
-             f"{info.sha256[:12]}), {device} ({_precision(device)}, "
-             f"{torch.get_num_threads()} threads), up to {steps} steps per setting",
-             f"{'setting':8s} {'phase':40s} {'steps':>5s} {'s/step':>8s} {'img/s':>8s} "
+def table_lines(reports: list[SettingReport], not_measured: str) -> list[str]:
+    """Per setting its phases (steps, s/step, images/s, loss trend, planned steps and their
+    projected time), its verdict and peak memory; then the total and what it leaves out."""
+    lines = [f"{'setting':11s} {'phase':40s} {'steps':>5s} {'s/step':>8s} {'img/s':>8s} "
              f"{'loss 1st half -> 2nd':>21s} {'planned':>12s} {'projected':>11s}"]
-    total, unmeasured = 0.0, []
+    total = 0.0
     for r in reports:
-        for p in r.phases:
+        for p in (p for p in r.phases if p.steps):
             trend = p.loss_trend()
             shown = "" if trend is None else f"{trend[0]:.4g} -> {trend[1]:.4g}"
             proj = p.projected_seconds()
             total += proj if math.isfinite(proj) else 0.0
-            lines.append(f"{r.setting:8s} {p.name[:40]:40s} {p.steps:5d} "
+            lines.append(f"{r.setting[:11]:11s} {p.name[:40]:40s} {p.steps:5d} "
                          f"{p.seconds_per_step():8.3f} {p.images_per_second():8.1f} "
                          f"{shown:>21s} {p.planned:>9d} {p.unit:<2s} {duration(proj):>11s}")
         cuda = "" if r.cuda_peak is None else f", CUDA max allocated {_gib(r.cuda_peak)}"
-        lines.append(f"{r.setting:8s} -> {r.verdict()}; peak RSS {_gib(r.peak_rss)}{cuda}"
+        lines.append(f"{r.setting} -> {r.verdict()}; peak RSS {_gib(r.peak_rss)} (this "
+                     f"process; loader workers not counted){cuda}"
                      + (f": {r.failure}" if r.failure else ""))
-        if not r.phases and not r.failure:
-            unmeasured.append(r.setting)
     lines.append(f"projected: {duration(total)} for the phases above, at the measured rate "
-                 f"on this machine; the passes that follow them (test and evaluation passes, "
-                 f"later extraction passes) are not measured")
-    if unmeasured:
-        lines.append(f"no metered step in: {', '.join(unmeasured)}")
+                 f"on this machine; not measured: {not_measured}")
     lines.append("nothing was recorded: a preflight's numbers are never results")
     return lines
+
+
+def machine(device: torch.device, amp: str | None = None) -> str:
+    """The device, the precision the steps ran in (`amp`: a run's; else evaluation's) and
+    the threads: what the rates depend on."""
+    precision = _precision(device) if amp is None else (
+        "bf16 autocast" if amp == "bf16" else "float32")
+    return f"{device} ({precision}, {torch.get_num_threads()} threads)"
+
+
+def report_lines(task: tasks.Task, prep: Any, reports: list[SettingReport],
+                 steps: int) -> list[str]:
+    """The table a task's preflight prints, and its projection."""
+    info = prep.info
+    return [f"preflight {task.name} on {info.path} ({info.arch}, sha256 {info.sha256[:12]}), "
+            f"{machine(prep.ctx.device)}, up to {steps} steps per setting"] + table_lines(
+        reports, "the test and evaluation passes after training, later extraction passes")
 
 
 def run_preflight(opts: dict[str, Any], steps: int = DEFAULT_STEPS,
@@ -193,7 +226,9 @@ def run_preflight(opts: dict[str, Any], steps: int = DEFAULT_STEPS,
             say(f"data {name} at {report.root}: " + ", ".join(
                 f"{split} {n} images" for split, n in report.splits.items()))
         prep.ctx.out_dir = Path(scratch)
-        reports = [measure_setting(task, prep, s, steps) for s in prep.settings]
+        groups = ([[s] for s in prep.settings] if task.settings_apart
+                  else [prep.settings])         # a probe trains its layers in one pass
+        reports = [measure_setting(task, prep, g, steps) for g in groups]
         print("\n".join(report_lines(task, prep, reports, steps)), flush=True)
         if json_path:
             atomic_write_text(Path(json_path), json.dumps(

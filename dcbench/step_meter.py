@@ -40,7 +40,10 @@ class Phase:
         return len(self.ends)
 
     def timed(self) -> tuple[int, float, int]:
-        """(steps, seconds, images) after the warm-up steps (all of them when too few)."""
+        """(steps, seconds, images) after the warm-up steps (all of them when too few); a
+        loop that took no step (an empty split) has (0, 0.0, 0)."""
+        if not self.ends:
+            return 0, 0.0, 0
         skip = WARMUP_STEPS if self.steps > 2 * WARMUP_STEPS else 0
         start = self.ends[skip - 1] if skip else self.started
         return self.steps - skip, self.ends[-1] - start, sum(self.images[skip:])

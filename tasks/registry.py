@@ -78,6 +78,8 @@ class Task:
     frozen: bool = True             # the trunk must be bit-identical after the run
     eval_only: bool = False         # only eval-mode forwards: it gets a BN-folded copy
     shards: bool = False            # splits its work across torchrun's ranks (else: refused)
+    settings_apart: bool = False    # trains each setting on its own (VOC) rather than all in
+    #                                 one pass (a probe's layers): a preflight meters each
     default_settings: tuple[str, ...] | None = None   # what `--setting` defaults to
     options: dict[str, Any] = {}    # the `--set KEY=VALUE` options and their defaults
     option_fields: dict[str, Any] = {}  # their types/ranges where dcbench.schema's differ

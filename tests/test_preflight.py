@@ -73,7 +73,7 @@ def test_preflight_on_a_voc_tree_prints_its_projection_and_records_nothing(
         "--data-root", str(voc_quick_root), "--steps", "6", "--json", str(out)])
     assert result.exit_code == 0, result.output
     text = result.output
-    assert "fc6-8    -> finite" in text and "all      -> finite" in text
+    assert "fc6-8 -> finite" in text and "all -> finite" in text
     assert "nothing was recorded" in text and "projected:" in text
     assert not (tmp_path / "results").exists()          # never written as results
     import json
@@ -103,3 +103,63 @@ def test_preflight_names_the_broken_file_before_any_work(
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert str(victim) in err and "xmax" in err
     assert "training" not in capsys.readouterr().out
+
+
+def test_pretrain_preflight_projects_the_full_data_set_and_every_epoch(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture) -> None:
+    """60,000 images in batches of 64 for 10 epochs: 9,375 steps of each pass, projected
+    from a subset of 4 batches (4 without the scale to the full set, 938 without the
+    epochs); nothing is written."""
+    import sys
+
+    from dcbench.cli import main
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", ["dcbench", "pretrain", "--data", "fashion-mnist",
+                                      "--batch-size", "64", "--preflight", "3", "--json",
+                                      str(tmp_path / "pf.json")])
+    main()
+    out = capsys.readouterr().out
+    rows = {line.split()[1]: line.split() for line in out.splitlines()
+            if line.startswith("deepcluster ") and "->" not in line}
+    assert rows["clustering"][-4:-2] == ["9375", "batch"]     # the clustering pass
+    assert rows["train"][3] == "3" and rows["train"][-4:-2] == ["9375", "batch"]
+    assert "deepcluster -> finite" in out and "60,000 images; metered on 256" in out
+    assert list(cwd.iterdir()) == []
+    import json
+
+    (report,) = json.loads((tmp_path / "pf.json").read_text())["settings"]
+    empty = [p for p in report["phases"] if p["steps"] == 0]   # all 256 in the PCA sample
+    assert [p["name"] for p in empty] == ["clustering pass: features (reduce)"]
+    assert empty[0]["seconds_per_step"] is None
+
+
+def test_pretrain_needs_out_except_in_a_preflight(monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    from test_bad_inputs import run_cli
+
+    code, err = run_cli(["pretrain", "--data", "fashion-mnist"], monkeypatch, capsys)
+    assert code == 2 and "Missing option '--out'" in err
+    code, err = run_cli(["pretrain", "--data", "fashion-mnist", "--out", "x", "--json", "y"],
+                        monkeypatch, capsys)
+    assert code == 2 and "--json goes with --preflight" in err
+
+
+def test_a_probe_is_metered_as_it_runs_its_layers_in_one_pass(tmp_path: Path) -> None:
+    """A linear probe trains the five layers' heads on one forward pass: one metered run of
+    conv1..conv5 (five runs would project five times the cost); VOC's two settings are two
+    trainings, metered apart (the VOC test above)."""
+    import json
+
+    out = tmp_path / "pf.json"
+    result = CliRunner().invoke(cli, [
+        "preflight", "--task", "linear-fmnist", "--ckpt", "random:alexnet-small", "--quick",
+        "--steps", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    (report,) = json.loads(out.read_text())["settings"]
+    assert report["setting"] == "conv1+conv2+conv3+conv4+conv5"
+    (phase,) = [p for p in report["phases"] if p["steps"]]
+    assert phase["name"].startswith("linear-fmnist training") and phase["steps"] == 3

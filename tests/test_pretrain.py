@@ -132,15 +132,6 @@ def test_a_run_leaves_checkpoint_assignments_log_and_config(reference_run: Path)
         set(ckpt)
 
 
-@pytest.mark.parametrize("fault", ["mid-train:2"])
-def test_resume_after_a_kill_is_bit_exact(reference_run: Path, tmp_path: Path, fault: str):
-    out = tmp_path / "run"
-    killed = pretrain(out, "--epochs", "2", fault=fault, check=False)
-    assert killed.returncode == KILLED_EXIT
-    pretrain(out, "--epochs", "2", "--resume")
-    assert_same_run(reference_run, out, 2)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", ["after-assignment:2", "checkpoint-write:2", "log-write:2",
                                    "mid-train:1"])

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import Dataset
 
 from dcbench import distributed as dist
+from dcbench import step_meter
 from dcbench.clustering.kmeans import kmeans
 from dcbench.clustering.metrics import size_stats
 from dcbench.clustering.pca import Moments, PCAWhitening
@@ -49,8 +50,10 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
 
     def batches(indices: np.ndarray, desc: str):
         loader = make_loader(dataset, per_rank, sampler=indices[mine].tolist(), workers=workers)
+        step_meter.begin(f"clustering pass: {desc}", len(loader), "batch", limited=False)
         for idx, _, feats, _ in iter_taps(frozen, loader, [FEATURE_TAP], device, desc=desc,
                                           amp=amp):
+            step_meter.step(len(idx))
             if len(idx):
                 x = feats[FEATURE_TAP]
                 if not torch.isfinite(x).all():

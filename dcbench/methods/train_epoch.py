@@ -14,6 +14,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from dcbench import distributed as dist
+from dcbench import step_meter
 from dcbench.data import make_loader
 from dcbench.errors import DcbenchError
 from dcbench.extract import to_device
@@ -59,6 +60,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizers: Sequence[torch
     skipped = 0
     start = time.time()
     progress = bar(f"{desc} epoch {epoch}", total=len(loader), unit="batch")
+    step_meter.begin(f"{desc} pass", len(loader), "batch")
     for step, (images, targets, indices, n_skipped) in enumerate(loader):
         skipped += n_skipped
         progress.update(1)
@@ -83,6 +85,7 @@ def train_epoch(model: nn.Module, loader: DataLoader, optimizers: Sequence[torch
         for opt in optimizers:
             opt.step()
         n = images.shape[0]
+        step_meter.step(n, loss.detach())
         loss_sum += loss.detach().double().cpu() * n
         correct += (output.detach().argmax(1) == target).sum().double().cpu()
         seen += n

@@ -74,6 +74,7 @@ class VOCTask(Task):
     counts: tuple[str, ...] = ()        # options that must be at least 1
     batch_key = "batch_size"            # the global batch, split over torchrun's ranks
     shards = True                       # tasks/voc/sharding.py
+    settings_apart = True               # FC6-8, then ALL: two trainings
 
     def shown_options(self) -> list[str]:
         """`dcbench tasks` shows each recipe option's real defaults, the embedded set's then
