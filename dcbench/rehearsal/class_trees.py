@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dcbench.data.idx import FILES, read_idx
+from dcbench.data.embedded.builders import load_split
 
 IMAGENET_CLASSES = 1000
 PLACES_CLASSES = 205
@@ -23,8 +23,8 @@ class _Items:
     """Fashion-MNIST training items, drawn by class."""
 
     def __init__(self, fmnist_root: str | os.PathLike) -> None:
-        self.pixels = read_idx(Path(fmnist_root) / FILES["train"][0], 2051)[:6000]
-        self.labels = read_idx(Path(fmnist_root) / FILES["train"][1], 2049)[:6000]
+        pixels, labels = load_split("train", fmnist_root)
+        self.pixels, self.labels = pixels[:6000], labels[:6000]
 
     def image(self, rng: np.random.Generator, label: int, size: tuple[int, int]) -> Image.Image:
         """An RGB image of `size` (w, h): item of class label % 10 in a class tint."""

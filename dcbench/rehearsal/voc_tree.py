@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dcbench.data.embedded.builders import load_split
 from dcbench.data.embedded.voc_builder import PALETTE
-from dcbench.data.idx import FILES, read_idx
 from dcbench.data.voc.masks import VOID
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair",
@@ -94,8 +94,7 @@ def build_voc_size_tree(out: Path, fmnist_root: str | os.PathLike, sizes: dict[s
                         seed: int = 0) -> Path:
     """Write a devkit tree at `out` (out/JPEGImages, ...) with `sizes` images per split, e.g.
     {"train": 20, "val": 10, "test": 10}; trainval is train + val. Returns `out`."""
-    items = read_idx(Path(fmnist_root) / FILES["train"][0], 2051)[:6000]
-    labels = read_idx(Path(fmnist_root) / FILES["train"][1], 2049)[:6000]
+    items, labels = (a[:6000] for a in load_split("train", fmnist_root))
     rng = np.random.default_rng(seed)
     for sub in ("JPEGImages", "Annotations", "SegmentationClass", "ImageSets/Main",
                 "ImageSets/Segmentation"):

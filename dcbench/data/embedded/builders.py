@@ -33,7 +33,8 @@ def safe_class_name(name: str) -> str:
 CLASS_DIRS = [safe_class_name(c) for c in CLASSES]
 
 
-def _load_split(split: str, fmnist_root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
+def load_split(split: str, fmnist_root: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of a Fashion-MNIST split, as the idx files hold them."""
     root = resolve_root("fashion-mnist", fmnist_root)
     img_name, lbl_name = FILES[split]
     return read_idx(root / img_name, 2051), read_idx(root / lbl_name, 2049)
@@ -69,7 +70,7 @@ def export_image_folder(out_dir: str | os.PathLike, per_class_train: int, per_cl
     out = Path(out_dir)
     for split, src, per_class in (("train", "train", per_class_train),
                                   ("val", "test", per_class_val)):
-        images, labels = _load_split(src, fmnist_root)
+        images, labels = load_split(src, fmnist_root)
         for folder, idx in zip(CLASS_DIRS, _first_per_class(labels, per_class, src)):
             class_dir = out / split / folder
             class_dir.mkdir(parents=True, exist_ok=True)
@@ -85,7 +86,7 @@ def export_file_list(out_dir: str | os.PathLike, n: int,
     are unlabelled here as they are in YFCC. Returns out_dir."""
     if n < 1:
         raise ValueError("n must be at least 1")
-    images, _ = _load_split("train", fmnist_root)
+    images, _ = load_split("train", fmnist_root)
     if n > len(images):
         raise DataError(f"Fashion-MNIST train has {len(images)} images, {n} were asked for")
     out = Path(out_dir)
