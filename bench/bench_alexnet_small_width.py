@@ -13,7 +13,7 @@ import time
 import torch
 from torch import nn
 
-from dcbench.models.trunk import conv_bn_relu
+from dcbench.models.convnet import conv_bn_relu
 from dcbench.threads import configure_threads
 
 WIDTHS = [(64, 128, 192, 192, 128), (48, 96, 160, 160, 96), (32, 64, 128, 128, 64)]

@@ -4,7 +4,7 @@ place that rule lives.
 AlexNet at 224 px gets exactly the AvgPools of DeepCluster's eval_linear.py (REFERENCE.md),
 which bring every conv layer to about 9k dims: conv1 AvgPool(6, 6, p3) -> 96x10x10,
 conv2 AvgPool(4, 4) -> 256x6x6, conv3/conv4 AvgPool(3, 3, p1) -> 384x5x5,
-conv5 AvgPool(2, 2) -> 256x6x6.
+conv5 AvgPool(2, 2) -> 256x6x6. ResNets get VISSL's pools of the same benchmark (below).
 
 Every other trunk and input size gets the equivalent rule: adaptive average pooling to the
 spatial side s (never above the map's own side) whose C*s*s is closest to a target
@@ -25,10 +25,14 @@ from torch import nn
 
 from dcbench.models import Trunk
 
-# (kernel, stride, padding) of eval_linear.py's RegLog, for AlexNet at 224 px.
-REFERENCE_POOLS: dict[str, tuple[int, int, int]] = {
-    "conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1), "conv4": (3, 3, 1),
-    "conv5": (2, 2, 0),
+# (kernel, stride, padding) per layer at 224 px: AlexNet, eval_linear.py's RegLog; ResNets,
+# VISSL's linear benchmark (Goyal et al. 2019: conv1 64x12x12, res2 256x6x6, res3 512x4x4,
+# res4 1024x3x3, res5 2048x2x2 for a ResNet-50; res5avg is the global pool itself)
+REFERENCE_POOLS: dict[str, dict[str, tuple[int, int, int]]] = {
+    "alexnet": {"conv1": (6, 6, 3), "conv2": (4, 4, 0), "conv3": (3, 3, 1),
+                "conv4": (3, 3, 1), "conv5": (2, 2, 0)},
+    "resnet": {"conv1": (10, 10, 4), "res2": (16, 8, 0), "res3": (13, 5, 0),
+               "res4": (8, 3, 0), "res5": (6, 1, 0)},
 }
 POOL_TARGETS: dict[int, int] = {224: 9216, 32: 1536}   # input side -> target dims per layer
 
@@ -48,8 +52,9 @@ def make_pool(trunk: Trunk, layer: str, shape: Sequence[int]) -> nn.Module:
     """The pooling for `layer` of `trunk`, whose activation has shape (C, H, W) or (D,)."""
     if len(shape) == 1:
         return nn.Flatten(1)
-    if trunk.ARCH == "alexnet" and trunk.INPUT_SIZE == 224 and layer in REFERENCE_POOLS:
-        k, s, p = REFERENCE_POOLS[layer]
+    reference = REFERENCE_POOLS.get(trunk.ARCH, REFERENCE_POOLS.get(trunk.FAMILY, {}))
+    if trunk.INPUT_SIZE == 224 and layer in reference:
+        k, s, p = reference[layer]
         return nn.Sequential(nn.AvgPool2d(k, stride=s, padding=p), nn.Flatten(1))
     c, h, w = shape
     side = pooled_side(c, min(h, w), pool_target(trunk.INPUT_SIZE))

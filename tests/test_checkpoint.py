@@ -14,9 +14,9 @@ from dcbench.checkpoint import (
     infer_arch,
     load_into,
     load_trunk,
-    normalize_keys,
     save_checkpoint,
 )
+from dcbench.checkpoint_layouts import strip_wrappers
 from dcbench.errors import CheckpointError
 from dcbench.models import VGG16, build_model
 from dcbench.provenance import sha256_file
@@ -118,7 +118,7 @@ def test_ddp_prefixed_state_dict_loads(tmp_path: Path) -> None:
     assert _same_state(loaded.state_dict(), model.state_dict())
     assert info.format == "deepcluster" and info.k == 4
     # DDP around a model whose features were wrapped in DataParallel (the original code)
-    assert normalize_keys({"module.features.module.0.weight": torch.zeros(1)}) == {
+    assert strip_wrappers({"module.features.module.0.weight": torch.zeros(1)}) == {
         "features.0.weight": torch.zeros(1)}
 
 

@@ -113,7 +113,7 @@ def _make(ws: Path, sets: Path) -> None:
     torch.save({"state_dict": state, "epoch": "abc"}, ws / "epoch_abc.pth")
     torch.save({**state, "classifier.9.weight\nerror: all is fine": torch.zeros(1)},
                ws / "newline_key.pth")
-    torch.save({"model": state, "epoch": 3}, ws / "no_state_dict.pth")
+    torch.save({"weights": state, "epoch": 3}, ws / "no_state_dict.pth")
     torch.save({"state_dict": [1, 2, 3]}, ws / "state_list.pth")
 
 
@@ -150,8 +150,8 @@ ROWS = [
         r"whole number of epochs"),
     Row(f"{EVAL}newline_key.pth", r"newline_key.pth: cannot tell the architecture .* it has "
         r"unexpected classifier.9.weight\\nerror: all is fine;"),
-    Row(f"{EVAL}no_state_dict.pth", r"no_state_dict.pth has no 'state_dict' and is not a state "
-        r"dict itself \(entry 'model' is of type OrderedDict, not a tensor\)"),
+    Row(f"{EVAL}no_state_dict.pth", r"no_state_dict.pth has no state dict and is not a state "
+        r"dict itself \(entry 'weights' is of type OrderedDict, not a tensor\)"),
     Row(f"{EVAL}state_list.pth", r"state_list.pth: field 'state_dict' is \[1, 2, 3\] \(list\); "
         r"expected a dict of parameter name -> tensor"),
 ]
@@ -352,7 +352,7 @@ def test_a_checkpoint_zip_that_unpacks_far_beyond_its_size_is_refused(
         tmp_path: Path) -> None:
     """torch.save stores members uncompressed; a deflated 1 GB member is a bomb, refused from
     the zip's directory before anything is unpacked."""
-    from dcbench.checkpoint import CheckpointError, read_file
+    from dcbench.checkpoint_file import CheckpointError, read_file
 
     good = tmp_path / "good.pth"
     torch.save({"state_dict": {"w": torch.zeros(3)}}, good)

@@ -34,7 +34,8 @@ import torch
 from torch.nn import functional as F
 
 from dcbench import distributed as dist
-from dcbench.checkpoint import load_into, read_resumable, save_checkpoint
+from dcbench.checkpoint import load_into, save_checkpoint
+from dcbench.checkpoint_file import read_resumable
 from dcbench.clustering.agglomerative import (
     agglomerate,
     knn_graph,

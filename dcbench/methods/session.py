@@ -11,14 +11,15 @@ import torch
 from torch.utils.data import Dataset
 
 from dcbench import distributed as dist
-from dcbench.checkpoint import load_into, read_resumable, save_checkpoint
+from dcbench.checkpoint import load_into, save_checkpoint
+from dcbench.checkpoint_file import read_resumable
 from dcbench.data import build_dataset, get_dataset_spec, make_transform, subset, targets_of
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare
 from dcbench.faults import fault_point
 from dcbench.methods.config import SEED_STREAMS, epoch_lr
 from dcbench.methods.run_dir import RunDir
-from dcbench.models import Trunk, build_model
+from dcbench.models import MODELS, Trunk, build_model
 from dcbench.progress import say
 
 
@@ -117,7 +118,8 @@ def build_session(cfg: dict[str, Any], command: str, device: torch.device,
     run = RunDir(cfg["out"])
     run.check(cfg, resume, lock=dist.is_main())   # nothing but the lock before the checks
     spec = get_dataset_spec(cfg["data"])
-    common = {"size": spec.size, "mean": spec.mean, "std": spec.std, "native": spec.native}
+    common = {"size": spec.size, "mean": spec.mean, "std": spec.std, "native": spec.native,
+              "side": MODELS[cfg["arch"]].INPUT_SIZE}      # a small set at the trunk's side
     train_t = make_transform("train", min_scale=cfg["min_scale"], **common)
     cluster_t = make_transform("cluster", **common)
     train_full = build_dataset(cfg["data"], "train", train_t, cfg["root"], cfg["data_root"])

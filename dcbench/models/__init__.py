@@ -9,13 +9,16 @@ from dcbench.errors import DcbenchError
 from dcbench.models.alexnet import AlexNet
 from dcbench.models.alexnet_small import AlexNetSmall, AlexNetSmallWide
 from dcbench.models.jule_net import JULE_NETS, JuleNet32
+from dcbench.models.resnet import ResNet18, ResNet50
 from dcbench.models.trunk import Trunk
 from dcbench.models.vgg16 import VGG16
+from dcbench.models.vit import ViTBase16, ViTSmall16
 from dcbench.plugins import load_group, reject
 
 # each trunk class names itself (its ARCH): the one place an arch name is written
 MODELS: dict[str, type[Trunk]] = {
-    cls.ARCH: cls for cls in (AlexNet, AlexNetSmall, AlexNetSmallWide, VGG16, *JULE_NETS.values())
+    cls.ARCH: cls for cls in (AlexNet, AlexNetSmall, AlexNetSmallWide, VGG16, *JULE_NETS.values(),
+                              ResNet18, ResNet50, ViTSmall16, ViTBase16)
 }
 # third-party trunks: the `dcbench.models` entry points, each a Trunk subclass with its ARCH
 for _name, _cls in load_group("dcbench.models"):

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from dcbench.models.trunk import Trunk, conv_bn_relu
+from dcbench.models.convnet import ConvFcTrunk, conv_bn_relu
 
 
-class AlexNet(Trunk):
+class AlexNet(ConvFcTrunk):
     ARCH = "alexnet"
     INPUT_SIZE = 224
     FLAT_DIM = 256 * 6 * 6

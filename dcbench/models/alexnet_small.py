@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from dcbench.models.trunk import Trunk, conv_bn_relu
+from dcbench.models.convnet import ConvFcTrunk, conv_bn_relu
 
 
-class AlexNetSmall(Trunk):
+class AlexNetSmall(ConvFcTrunk):
     ARCH = "alexnet-small"
     INPUT_SIZE = 32
     WIDTHS = (48, 96, 160, 160, 96)          # conv1..conv5 channels

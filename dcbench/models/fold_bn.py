@@ -3,10 +3,10 @@
 In eval mode BatchNorm is a per-channel affine map, so conv -> BN equals one conv whose weights
 and bias absorb it. Frozen passes (the probes' features, kNN, clustering, retrieval, the
 pretraining's clustering pass) run on this copy: BatchNorm was 15 % of a linear-probe run's
-time on 2 CPU cores (py-spy), and a folded conv costs the same as the plain one. The folded BN
-becomes an Identity at the same index of `features`, so every tap keeps its index, and the
-conv ReLUs run in place (the conv taps are post-ReLU; fc6_pre / fc7_pre keep theirs). Outputs
-equal the unfolded trunk's up to float rounding (tests/test_fold_bn.py).
+time on 2 CPU cores (py-spy), and a folded conv costs the same as the plain one. Each trunk
+names its conv -> BN pairs (`Trunk.conv_bn_pairs`); the folded BN becomes an Identity under
+the same name, so every tap keeps its place, and the ReLUs no tap reads before run in place.
+Outputs equal the unfolded trunk's up to float rounding (tests/test_fold_bn.py).
 """
 
 from __future__ import annotations
@@ -32,15 +32,12 @@ def _eval_only(self: nn.Module, mode: bool = True) -> nn.Module:
 def fold_into(trunk: Trunk) -> Trunk:
     """Fold `trunk`'s conv -> BatchNorm2d pairs in place (BN by its running statistics, as in
     eval mode); for a copy whose conv layers stay frozen. Returns `trunk`."""
-    layers = trunk.features
-    for i in range(len(layers) - 1):
-        conv, bn = layers[i], layers[i + 1]
-        if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-            layers[i] = fuse_conv_bn_eval(conv.eval(), bn.eval())
-            layers[i + 1] = nn.Identity()
-    for layer in layers:
-        if isinstance(layer, nn.ReLU):
-            layer.inplace = True    # conv taps are post-ReLU: no tap holds the conv's output
+    for parent, conv_name, bn_name in trunk.conv_bn_pairs():
+        conv, bn = getattr(parent, conv_name), getattr(parent, bn_name)
+        setattr(parent, conv_name, fuse_conv_bn_eval(conv.eval(), bn.eval()))
+        setattr(parent, bn_name, nn.Identity())
+    for relu in trunk.foldable_relus():
+        relu.inplace = True
     return trunk.to(memory_format=torch.channels_last)
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from dcbench.models.trunk import Trunk
+from dcbench.models.convnet import ConvFcTrunk
 
 
 class L2Normalize(nn.Module):
@@ -36,7 +36,7 @@ def _side_after(side: int, pools: tuple[bool, ...]) -> int:
     return side
 
 
-class JuleNet(Trunk):
+class JuleNet(ConvFcTrunk):
     """A JULE net: `POOLS[i]` says whether conv block i ends with a max-pool."""
 
     POOLS: tuple[bool, ...] = ()

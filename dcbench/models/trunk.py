@@ -1,14 +1,15 @@
-"""The base of every model: DeepCluster's module layout plus named layer taps.
+"""The base of every model: named taps, an optional Sobel front end, a replaceable top layer.
 
-A trunk has the attributes of the original code (`sobel`, `features`, `classifier`,
-`top_layer`) so that state-dict keys match the released checkpoints, and it exposes its
-layers by name (`conv1`..`conv5`, `fc6`, `fc7`, and the pre-ReLU `fc6_pre`, `fc7_pre`) so
-tasks ask for a layer, not an index.
+Tasks never index into a network: they ask a trunk for taps by name (`extract`) and for the
+taps that play a part in a protocol (`ROLES`: what a linear probe reads per layer, what kNN and
+clustering read by default, the spatial map R-MAC pools, the features DeepCluster clusters).
+Three families implement it: DeepCluster's conv-then-fc nets (`convnet.py`: AlexNet, VGG16,
+the small nets, JULE's), torchvision's ResNets (`resnet.py`) and ViTs in the timm / DINO
+layout (`vit.py`). Each keeps the parameter names its released checkpoints use.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -16,29 +17,24 @@ from torch import nn
 
 from dcbench.models.sobel import make_sobel
 
-
-def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> list[nn.Module]:
-    # ReLUs are not in-place: a tap may hold the pre-activation tensor.
-    return [nn.Conv2d(cin, cout, k, stride, pad), nn.BatchNorm2d(cout), nn.ReLU()]
+# the parts a tap can play in a protocol (every trunk names its taps for each)
+ROLE_NAMES = ("probe", "embed", "map", "cluster")
 
 
 class Trunk(nn.Module):
-    """A convnet with DeepCluster's module names and named taps.
+    """A trunk: `extract(x, taps)` -> {tap: activation}; `forward` -> the top layer's logits.
 
-    Subclasses set `features`, `classifier`, `ARCH`, `INPUT_SIZE`, `FLAT_DIM`, `FC_DIM`,
-    `CONV_TAPS` (tap name -> index in `features`, post-ReLU, before pooling) and `FC_TAPS`
-    (tap name -> index in `classifier`).
+    Subclasses set ARCH, FAMILY, INPUT_SIZE, FC_DIM (the width of the embedding the top layer
+    reads) and ROLES, and implement `tap_names`, `extract`, `embed` and `feature_map`.
     """
 
     ARCH: str = ""
+    FAMILY: str = ""
     INPUT_SIZE: int = 224
-    FLAT_DIM: int = 0
     FC_DIM: int = 4096
-    CONV_TAPS: dict[str, int] = {}
-    FC_TAPS: dict[str, int] = {}
-
-    features: nn.Sequential
-    classifier: nn.Sequential
+    ROLES: dict[str, tuple[str, ...]] = {}
+    SOBEL_BY_DEFAULT = True       # random:ARCH gets the Sobel front end (DeepCluster's nets)
+    HEAD_PREFIXES: tuple[str, ...] = ("top_layer.",)   # a saved head that loads as top_layer
 
     def __init__(self, sobel: bool) -> None:
         super().__init__()
@@ -55,31 +51,50 @@ class Trunk(nn.Module):
 
     @classmethod
     def tap_names(cls) -> tuple[str, ...]:
-        return tuple(cls.CONV_TAPS) + tuple(cls.FC_TAPS)
+        raise NotImplementedError
 
-    def init_weights(self) -> None:
-        """DeepCluster's init: conv N(0, sqrt(2/(kh*kw*out))), BN 1/0, Linear N(0, 0.01)."""
-        if next(self.classifier.parameters()).is_meta:
-            return      # a shapes-only model (meta device): normal_ there costs seconds of imports
-        for m in [*self.features.modules(), *self.classifier.modules()]:
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+    @classmethod
+    def role(cls, name: str) -> tuple[str, ...]:
+        """The taps that play part `name` (ROLE_NAMES) for this trunk."""
+        return cls.ROLES[name]
+
+    def front(self, x: torch.Tensor) -> torch.Tensor:
+        """The fixed Sobel front end, where the trunk has one."""
+        return self.sobel(x) if self.sobel is not None else x
+
+    def check_taps(self, taps: Sequence[str]) -> None:
+        unknown = [t for t in taps if t not in self.tap_names()]
+        if unknown:
+            raise KeyError(f"unknown tap(s) {unknown} for {self.ARCH}; "
+                           f"available: {', '.join(self.tap_names())}")
+
+    def extract(self, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Run the trunk only as far as the deepest requested tap; return {tap: tensor}."""
+        raise NotImplementedError
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The (B, FC_DIM) features the top layer reads."""
+        raise NotImplementedError
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The last spatial map (B, C, h, w): what R-MAC pools into regions."""
+        raise NotImplementedError
+
+    def conv_bn_pairs(self) -> list[tuple[nn.Module, str, str]]:
+        """(parent, conv name, BatchNorm name) of every conv directly followed by a BN: what
+        dcbench.models.fold_bn folds for frozen passes."""
+        return []
+
+    def foldable_relus(self) -> list[nn.ReLU]:
+        """ReLUs that may run in place once BN is folded (no tap holds their input)."""
+        return []
 
     def set_top_layer(self, k: int | None) -> None:
-        """Replace the head by a fresh Linear(fc7, k) drawn N(0, 0.01), or remove it."""
+        """Replace the head by a fresh Linear(FC_DIM, k) drawn N(0, 0.01), or remove it."""
         if k is None:
             self.top_layer = None
             return
-        device = next(self.classifier.parameters()).device
+        device = next(self.parameters()).device
         layer = nn.Linear(self.FC_DIM, k).to(device)
         if not layer.weight.is_meta:
             nn.init.normal_(layer.weight, 0.0, 0.01)
@@ -87,46 +102,8 @@ class Trunk(nn.Module):
         self.top_layer = layer
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.sobel is not None:
-            x = self.sobel(x)
-        x = self.features(x)
-        x = self.classifier(torch.flatten(x, 1))
-        if self.top_layer is not None:
-            x = self.top_layer(x)
-        return x
-
-    def extract(self, x: torch.Tensor, taps: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Run the trunk only as far as the deepest requested tap; return {tap: tensor}."""
-        unknown = [t for t in taps if t not in self.CONV_TAPS and t not in self.FC_TAPS]
-        if unknown:
-            raise KeyError(f"unknown tap(s) {unknown} for {self.ARCH}; "
-                           f"available: {', '.join(self.tap_names())}")
-        wanted = set(taps)
-        out: dict[str, torch.Tensor] = {}
-        conv_at = {i: name for name, i in self.CONV_TAPS.items() if name in wanted}
-        fc_at = {i: name for name, i in self.FC_TAPS.items() if name in wanted}
-        if not wanted:
-            return out
-        if self.sobel is not None:
-            x = self.sobel(x)
-        last_conv = max(conv_at) if not fc_at else len(self.features) - 1
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in conv_at:
-                out[conv_at[i]] = x
-            if i >= last_conv:
-                break
-        if not fc_at:
-            return out
-        x = torch.flatten(x, 1)
-        last_fc = max(fc_at)
-        for i, layer in enumerate(self.classifier):
-            x = layer(x)
-            if i in fc_at:
-                out[fc_at[i]] = x
-            if i >= last_fc:
-                break
-        return out
+        x = self.embed(x)
+        return self.top_layer(x) if self.top_layer is not None else x
 
     def trunk_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict without the (per-run, per-k) top layer."""

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from dcbench.models.trunk import Trunk, conv_bn_relu
+from dcbench.models.convnet import ConvFcTrunk, conv_bn_relu
 
 BLOCKS = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
 
 
-class VGG16(Trunk):
+class VGG16(ConvFcTrunk):
     ARCH = "vgg16"
     INPUT_SIZE = 224
     FLAT_DIM = 512 * 7 * 7
