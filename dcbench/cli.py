@@ -92,7 +92,8 @@ def cli(debug: bool) -> None:
 @click.option("--lr-schedule", type=click.Choice(["constant", "cosine"]), default="constant",
               show_default=True, help="the trunk's lr over the epochs: the paper's constant "
               "rate, or a cosine decay to 0 (the standard-recipe supervised baseline)")
-@click.option("--sobel/--no-sobel", default=True, show_default=True, help="fixed Sobel front end")
+@click.option("--sobel/--no-sobel", default=None, help="fixed Sobel front end [default: on for "
+              "DeepCluster's convnets, off for ResNets and ViTs]")
 @click.option("--pca-dim", type=int, default=None, help="PCA dimension before k-means "
               "[default: 256; 128 on fashion-mnist]")
 @click.option("--clustering", type=click.Choice(["kmeans", "pic"]), default="kmeans",

@@ -14,6 +14,7 @@ from dcbench import plugins, tasks
 from dcbench.atomic import check_writable_dir
 from dcbench.data.registry import candidate_roots, resolve_root
 from dcbench.errors import DcbenchError
+from dcbench.layer_names import ROLE_DEFAULTS
 from dcbench.results import results_dir
 from dcbench.schema import EVAL, check_values
 
@@ -115,7 +116,9 @@ def task_table(data_root: str | None = None) -> str:
         task = tasks.TASKS[name]()
         default = task.default_settings or task.settings
         lines.append(f"{name}  -  {task.description or (type(task).__doc__ or '').strip()}")
-        lines.append(f"    settings: {' '.join(task.settings)} (default: {' '.join(default)})")
+        default_text = " ".join(default) + (
+            f"; {ROLE_DEFAULTS[task.layer_role]}" if task.layer_role else "")
+        lines.append(f"    settings: {' '.join(task.settings)} (default: {default_text})")
         data = [_data_status(d, data_root) for d in task.datasets]
         lines.append(f"    data:     {'; '.join(data) or 'none'}")
         if task.options:

@@ -124,27 +124,6 @@ def run_frozen_checked(task: tasks.Task, trunk: Trunk, settings: list[str],
     return measurements
 
 
-def settings_for_trunk(task: tasks.Task, settings: list[str], trunk: Trunk,
-                       explicit: bool) -> list[str]:
-    """Drop layer settings the trunk has no tap for (a JULE net has conv1, conv2 and embed)
-    from the task's defaults; refuse them when asked for by name."""
-    from dcbench.models import MODELS
-
-    all_taps = {t for m in MODELS.values() for t in m.tap_names()}
-    missing = [s for s in settings if s in all_taps and s not in trunk.tap_names()]
-    if missing and explicit:
-        raise DcbenchError(f"{trunk.ARCH} has no layer {', '.join(missing)}; its layers: "
-                           f"{', '.join(trunk.tap_names())}")
-    kept = [s for s in settings if s not in missing]
-    if not kept:
-        raise DcbenchError(f"task '{task.name}' has no setting for a {trunk.ARCH} (it has "
-                           f"layers {', '.join(trunk.tap_names())}); pass --setting")
-    if missing:
-        say(f"{task.name}: {trunk.ARCH} has no {', '.join(missing)}; running "
-            f"{', '.join(kept)}")
-    return kept
-
-
 @dataclass
 class Prepared:
     """A checked eval request resolved against its checkpoint: what run_eval runs and what the
@@ -189,9 +168,9 @@ def prepare_request(opts: dict[str, Any], request: EvalRequest | None = None,
     trunk, info = (load or load_trunk)(opts["ckpt"], device)
     ctx.checkpoint = info
     trunk = prepare(trunk, device).eval()
-    settings = settings_for_trunk(task, request.settings, trunk,
-                                  explicit=bool(opts.get("settings"))
-                                  and "all" not in opts["settings"])
+    named = list(opts.get("settings") or ())
+    settings = task.settings_for(trunk, request.settings,
+                                 "all" if "all" in named else "named" if named else "default")
     return Prepared(request, ctx, config, config_hash(config), trunk, info, settings)
 
 

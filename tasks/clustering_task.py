@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dcbench.errors import DcbenchError
+from dcbench.layer_names import CONVNET_FC, CONVNET_LAYERS, with_modern
 
 from .inputs import (
     QUICK_TEST,
@@ -50,7 +51,7 @@ if TYPE_CHECKING:       # the declaration loads without torch; run() imports wha
     from dcbench.checkpoint import CheckpointInfo
     from dcbench.models import Trunk
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc7_pre", "embed")
+LAYERS = with_modern((*CONVNET_LAYERS, *CONVNET_FC, "fc7_pre", "embed"))
 CLUSTERINGS = ("pixels", "jule-rc", "jule-sf")
 PERCENT = {"acc"}            # metrics recorded in percent; the others are in [0, 1]
 
@@ -79,6 +80,7 @@ class Clustering(OnLabelledDataset):
     description = "k-means (k = classes) on a layer's features: NMI, ACC, ARI vs labels"
     # the last conv (Table 1) and fc7; fc7_pre (before the ReLU) is what DeepCluster clusters
     default_settings = ("conv5", "fc7")
+    layer_role = "embed"
     frozen = True
     eval_only = True
     shards = True           # collect() gathers every rank's rows; the clustering is repeated

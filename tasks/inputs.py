@@ -1,9 +1,10 @@
 """What a task feeds the trunk: which image side a dataset gives, whether the checkpoint's arch
 takes that side, and the (quick-mode subset of the) labelled splits.
 
-A 224 px dataset (ImageNet, Places205) needs alexnet or vgg16; a small dataset
-(Fashion-MNIST, digits, JULE's sets) is fed at 32 px (28 px padded) to alexnet-small and
-jule-32, and at a JULE net's own side (16, 28 or 128 px) to that net. Checked before any work.
+A 224 px dataset (ImageNet, Places205) needs a 224 px trunk (AlexNet, VGG16, ResNets, ViTs);
+a small dataset (Fashion-MNIST, digits, JULE's sets) is fed at the trunk's own side: 32 px
+(28 px padded) to alexnet-small and jule-32, a JULE net's own side (16, 28 or 128 px) to that
+net, and 224 px (upsampled) to the 224 px trunks. Checked before any work.
 """
 
 from __future__ import annotations
@@ -29,10 +30,11 @@ QUICK_SUBSET_SEED = 0                    # the same quick subset for every seed
 
 
 def input_side(dataset: str, trunk: Trunk | None = None) -> int:
-    """The side `dataset`'s images are fed at: 224 for large sets; for small sets 32, or the
-    trunk's own side when it is a small-image trunk (INPUT_SIZE under 224)."""
+    """The side `dataset`'s images are fed at: 224 for large sets; small sets at the trunk's
+    own side (32 for alexnet-small, a JULE net's, 224 for AlexNet, ResNets and ViTs, which
+    see the 28 px images upsampled), 32 when no trunk is given."""
     side = SIDES[get_dataset_spec(dataset).size]
-    if trunk is not None and side == SIDES["small"] and trunk.INPUT_SIZE < SIDES["large"]:
+    if trunk is not None and side == SIDES["small"]:
         return trunk.INPUT_SIZE
     return side
 

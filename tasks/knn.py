@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from dcbench.errors import DcbenchError
+from dcbench.layer_names import CONVNET_FC, CONVNET_LAYERS, with_modern
 
 from .inputs import (
     QUICK_TEST,
@@ -30,7 +31,7 @@ from .registry import Measurement, RunContext, register_task
 if TYPE_CHECKING:       # the declaration loads without torch; run() imports what it uses
     from dcbench.models import Trunk
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7")
+LAYERS = with_modern((*CONVNET_LAYERS, *CONVNET_FC))
 
 
 @register_task("knn", settings=LAYERS, datasets=("fashion-mnist",))
@@ -39,6 +40,7 @@ class KNN(OnLabelledDataset):
 
     description = "weighted k-NN accuracy (k 20, T 0.07) of a layer's features"
     default_settings = ("conv5", "fc7")
+    layer_role = "embed"
     frozen = True
     eval_only = True
     shards = True

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
+from dcbench.layer_names import CONVNET_LAYERS, with_modern
 
 from .inputs import (
     QUICK_TEST,
@@ -54,7 +55,7 @@ from .registry import Measurement, RunContext, Task, register_task
 if TYPE_CHECKING:       # the declarations load without torch; run() imports the training
     from dcbench.models import Trunk
 
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5")
+LAYERS = with_modern(CONVNET_LAYERS)
 
 PAPER_RECIPE: dict[str, Any] = {
     "epochs": 90, "batch_size": 256, "lr": 0.01, "momentum": 0.9, "weight_decay": 1e-7,
@@ -76,7 +77,8 @@ class LinearProbe(Task):
     dataset = ""
     labels_per_class: int | None = None      # None: every training label
     options: dict[str, Any] = PAPER_RECIPE
-    default_settings = LAYERS
+    default_settings = CONVNET_LAYERS
+    layer_role = "probe"
     frozen = True
     eval_only = True
     shards = True

@@ -81,6 +81,9 @@ class Task:
     settings_apart: bool = False    # trains each setting on its own (VOC) rather than all in
     #                                 one pass (a probe's layers): a preflight meters each
     default_settings: tuple[str, ...] | None = None   # what `--setting` defaults to
+    # settings that are layers: without --setting a trunk runs its taps of this role
+    # (Trunk.role: "probe", "embed"), e.g. a ResNet's conv1, res2..res5, res5avg for a probe
+    layer_role: str | None = None
     options: dict[str, Any] = {}    # the `--set KEY=VALUE` options and their defaults
     option_fields: dict[str, Any] = {}  # their types/ranges where dcbench.schema's differ
 
@@ -98,6 +101,31 @@ class Task:
     def shown_options(self) -> list[str]:
         """Its --set options as `dcbench tasks` lists them: KEY=DEFAULT."""
         return [f"{k}={v}" for k, v in self.options.items()]
+
+    def settings_for(self, trunk: Trunk, settings: list[str], asked: str) -> list[str]:
+        """The settings `trunk` runs. `asked`: "named" (--setting NAME...: a layer the trunk
+        has not is refused), "all" (--setting all: every layer setting the trunk has) or
+        "default" (a layer task runs the trunk's taps of its role, e.g. a ResNet's res5avg
+        for kNN; other tasks their defaults, less layers the trunk has not: a JULE net has
+        no conv3)."""
+        from dcbench.models import MODELS
+        from dcbench.progress import say
+
+        all_taps = {t for m in MODELS.values() for t in m.tap_names()}
+        if asked == "default" and self.layer_role:
+            settings = [t for t in trunk.role(self.layer_role) if t in self.settings]
+        missing = [s for s in settings if s in all_taps and s not in trunk.tap_names()]
+        if missing and asked == "named":
+            raise DcbenchError(f"{trunk.ARCH} has no layer {', '.join(missing)}; its layers: "
+                               f"{', '.join(trunk.tap_names())}")
+        kept = [s for s in settings if s not in missing]
+        if not kept:
+            raise DcbenchError(f"task '{self.name}' has no setting for a {trunk.ARCH} (it has "
+                               f"layers {', '.join(trunk.tap_names())}); pass --setting")
+        if missing and asked == "default":
+            say(f"{self.name}: {trunk.ARCH} has no {', '.join(missing)}; running "
+                f"{', '.join(kept)}")
+        return kept
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         raise NotImplementedError

@@ -67,11 +67,9 @@ def conv5_regions(trunk: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
             step_meter.step(len(indices))
             if images is None:
                 continue
-            x = to_device(images, ctx.device)
-            if trunk.sobel is not None:
-                x = trunk.sobel(x)
-            conv5 = trunk.features[:-1](x)[0]                 # pool5 removed
-            out[int(indices[0])] = rmac_vectors(conv5, cfg["levels"], cfg["overlap"],
+            # the last map: conv5 without pool5, a ResNet's res5, a ViT's patch-token grid
+            fmap = trunk.feature_map(to_device(images, ctx.device))[0]
+            out[int(indices[0])] = rmac_vectors(fmap, cfg["levels"], cfg["overlap"],
                                                 cfg["pool"]).cpu()
     if distributed.is_distributed():       # each rank's images, into every rank's list
         for part in distributed.all_gather_object(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import signal
@@ -212,11 +213,22 @@ def test_variants_run(tmp_path: Path, extra: list[str]):
     assert info.sobel == ("--no-sobel" not in extra)
 
 
+def test_deepcluster_pretrains_a_resnet(tmp_path: Path):
+    """`--arch resnet18`: RGB by default, Fashion-MNIST served at 224 px, res5avg clustered."""
+    out = tmp_path / "r18"
+    pretrain(out, "--arch", "resnet18", "--epochs", "1", "--max-images", "48", "--k", "4",
+             "--batch-size", "16")
+    row = json.loads((out / "log.jsonl").read_text().splitlines()[0])
+    assert row["clusters"]["k"] == 4 and math.isfinite(row["loss"])
+    trunk, info = load_trunk(str(out / "checkpoint.pth.tar"))
+    assert (info.arch, info.sobel, info.k, info.format) == ("resnet18", False, 4, "dcbench")
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "nope"], "unknown dataset 'nope'"),
     (["--arch", "resnet"],
      "'resnet' is not one of 'alexnet', 'alexnet-small', 'alexnet-small-wide', 'vgg16'"),
-    (["--arch", "alexnet"], "use --arch alexnet-small"),
+    (["--arch", "alexnet-small", "--data", "imagenet"], "use --arch alexnet or vgg16"),
     (["--k", "300"], "--k 300 is larger than the 256 images"),
     (["--method", "simclr"], "'simclr' is not one of 'deepcluster', 'supervised', 'jule'"),
 ])

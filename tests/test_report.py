@@ -333,3 +333,36 @@ def test_a_bit_identical_retraining_is_one_row_keyed_on_its_weights(tmp_path: Pa
     text = Path(build_report(str(tmp_path / "res"), [], best=False)).read_text()
     rows = [line for line in text.splitlines() if "/checkpoint.pth.tar · " in line]
     assert rows and all("run2/checkpoint.pth.tar" in line for line in rows)   # no run1 row
+
+
+MOCO = {"path": "moco_v2_800ep.pth.tar", "sha256": "0c0c0c0c" + "3" * 56, "arch": "resnet50",
+        "sobel": False, "format": "moco", "epoch": 800, "method": "moco", "k": None,
+        "data": None}
+DINO_S = {"path": "dino_deitsmall16.pth", "sha256": "d1d1d1d1" + "4" * 56, "arch": "vit-s16",
+          "sobel": False, "format": "timm", "epoch": None, "method": None, "k": None,
+          "data": None}
+
+
+def test_modern_trunks_sit_beside_their_published_numbers_on_their_own_taps(
+        tmp_path: Path) -> None:
+    """Each arch's cell reads the tap its paper reports; an AlexNet gets no row; a ViT is not
+    offered the ResNet columns (nor the reverse); published rows are labelled."""
+    write_records(tmp_path, [
+        record("linear-imagenet", "res5avg", "top1", 60.25, MOCO),
+        record("linear-imagenet", "res4", "top1", 99.0, MOCO),        # not the paper's tap
+        record("knn", "cls", "top1", 70.04, DINO_S),
+        record("linear-imagenet", "conv5", "top1", 30.0, DC)])
+    build_report(tmp_path, runs=[])
+    frame = read_csv(tmp_path / "tables" / "modern_trunks.csv").set_index("method")
+    moco = frame.loc["moco · moco_v2_800ep.pth.tar · 0c0c0c0c"]
+    assert moco["ImageNet linear, res5avg"] == "60.2" and moco["ImageNet linear, cls4"] == ""
+    assert moco["ImageNet 20-NN, res5avg"] == (
+        "dcbench eval --task knn --ckpt moco_v2_800ep.pth.tar --setting res5avg "
+        "--set dataset=imagenet")
+    dino = frame.loc["foreign · dino_deitsmall16.pth · d1d1d1d1"]     # no method recorded
+    assert dino["ImageNet 20-NN, cls (ViT-S)"] == "70.0"
+    assert dino["ImageNet linear, res5avg"] == dino["ImageNet 20-NN, cls (ViT-B)"] == ""
+    assert not any("runs/dc" in m for m in frame.index)
+    published = frame[frame["source"].str.startswith("published")]
+    assert published.loc["MoCo v2, 800 epochs", "ImageNet linear, res5avg"] == "71.1"
+    assert published.loc["DINO ViT-S/16", "ImageNet 20-NN, cls (ViT-S)"] == "74.5"

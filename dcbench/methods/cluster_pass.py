@@ -1,7 +1,8 @@
 """One clustering step of DeepCluster: features of every image -> PCA-whitening + L2 ->
 k-means or PIC -> an assignment, with memory bounded by N x pca_dim.
 
-Features are fc7 before its ReLU, in eval mode, on the deterministic 'cluster' transform.
+Features are fc7 before its ReLU (a ResNet's res5avg, a ViT's CLS), in eval mode, on the
+deterministic 'cluster' transform.
 Images are visited in a seeded random order: the first `pca_sample` images (a random sample)
 are buffered raw and their moments fit the PCA; every later batch is reduced to `pca_dim` as
 it arrives. The raw buffer is bounded by pca_sample x D, never N x D. Under torchrun each rank
@@ -31,8 +32,6 @@ from dcbench.models import Trunk
 from dcbench.models.fold_bn import folded_copy
 from dcbench.progress import say
 
-FEATURE_TAP = "fc7_pre"
-
 
 def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample: int,
                      batch_size: int, workers: int | None, seed: int,
@@ -47,15 +46,16 @@ def reduced_features(trunk: Trunk, dataset: Dataset, *, pca_dim: int, pca_sample
     mine = slice(dist.rank(), None, dist.world_size())
     per_rank = max(1, batch_size // dist.world_size())
     frozen = folded_copy(trunk)     # BatchNorm folded into the convs: same features, faster
+    tap = trunk.role("cluster")[0]  # fc7 before its ReLU; a ResNet's res5avg, a ViT's CLS
 
     def batches(indices: np.ndarray, desc: str):
         loader = make_loader(dataset, per_rank, sampler=indices[mine].tolist(), workers=workers)
         step_meter.begin(f"clustering pass: {desc}", len(loader), "batch", limited=False)
-        for idx, _, feats, _ in iter_taps(frozen, loader, [FEATURE_TAP], device, desc=desc,
+        for idx, _, feats, _ in iter_taps(frozen, loader, [tap], device, desc=desc,
                                           amp=amp):
             step_meter.step(len(idx))
             if len(idx):
-                x = feats[FEATURE_TAP]
+                x = feats[tap]
                 if not torch.isfinite(x).all():
                     raise DcbenchError(
                         "the trunk's features hold NaN or inf at the clustering pass (the "

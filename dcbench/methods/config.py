@@ -60,7 +60,9 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
         cfg[key] = default if value is None else value
     cfg.update({
         "root": opts.get("root"), "data_root": opts.get("data_root"),
-        "sobel": True if opts.get("sobel") is None else bool(opts["sobel"]),
+        # unset: the arch's own (Sobel for DeepCluster's convnets, RGB for ResNets and ViTs)
+        "sobel": bool(opts["sobel"]) if opts.get("sobel") is not None else (
+            cfg["arch"] not in MODELS or MODELS[cfg["arch"]].SOBEL_BY_DEFAULT),
         "lr_schedule": opts.get("lr_schedule") or "constant",
         "clustering": opts.get("clustering") or "kmeans",
         "sampler": opts.get("sampler") or "uniform",
@@ -75,8 +77,9 @@ def resolve(opts: dict[str, Any]) -> dict[str, Any]:
     })
     if cfg["arch"] not in MODELS:
         raise DcbenchError(f"unknown arch '{cfg['arch']}'; choose one of: {', '.join(MODELS)}")
-    expected = 32 if spec.size == "small" else 224
-    if MODELS[cfg["arch"]].INPUT_SIZE != expected:
+    # a small set is served at the trunk's own side (28 px upsampled for 224 px trunks)
+    if spec.size == "large" and MODELS[cfg["arch"]].INPUT_SIZE != 224:
+        expected = 224
         fits = [a for a, m in MODELS.items() if m.INPUT_SIZE == expected]
         raise DcbenchError(f"arch '{cfg['arch']}' takes {MODELS[cfg['arch']].INPUT_SIZE} px "
                            f"inputs but '{spec.name}' gives {expected} px; use --arch "

@@ -28,8 +28,10 @@ GAP = 1                        # pixels between filters in a grid
 
 
 def conv1_weights(trunk: Trunk) -> np.ndarray:
-    """(out, in, kh, kw) float32 weights of the first conv of `features`."""
-    conv = next(m for m in trunk.features.modules() if isinstance(m, nn.Conv2d))
+    """(out, in, kh, kw) float32 weights of the trunk's first conv after the Sobel front end
+    (`features.0`, a ResNet's `conv1`, a ViT's patch embedding)."""
+    sobel = set(trunk.sobel.modules()) if trunk.sobel is not None else set()
+    conv = next(m for m in trunk.modules() if isinstance(m, nn.Conv2d) and m not in sobel)
     return conv.weight.detach().float().cpu().numpy()
 
 

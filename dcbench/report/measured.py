@@ -215,9 +215,8 @@ def task_fits_arch(task: str, dataset: str | None, arch: object) -> bool:
     side = TASK_SIDE.get(task)
     if side is None and dataset in DATASETS:
         side = 224 if DATASETS[dataset].size == "large" else 32
-    if side == 32:          # small sets are fed at any small trunk's own side (tasks.inputs)
-        return MODELS[arch].INPUT_SIZE < 224
-    return side is None or MODELS[arch].INPUT_SIZE == side
+    # small sets are fed at every trunk's own side (tasks.inputs: upsampled for 224 px ones)
+    return side in (None, 32) or MODELS[arch].INPUT_SIZE == side
 
 
 def _matches(records: pd.DataFrame, col: Column, setting: str | None = None) -> pd.Series:

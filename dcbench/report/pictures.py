@@ -96,7 +96,12 @@ def load_test_images(dataset: str = DEFAULT_DATASET, data_root: str | os.PathLik
 
 
 def check_fits(trunk: Trunk, images: PictureImages, info: CheckpointInfo) -> None:
-    """Refuse a trunk whose input side is not the images' side, saying which set would fit."""
+    """Refuse a trunk whose input side is not the images' side, saying which set would fit,
+    or that is not one of DeepCluster's convnets (the figures read conv layers by index)."""
+    if trunk.FAMILY != "convnet":
+        raise DcbenchError(f"{info.path} ({trunk.ARCH}): the activation pictures read the conv "
+                           f"layers of DeepCluster's convnets (alexnet, vgg16, alexnet-small); "
+                           f"a {trunk.FAMILY} trunk has no conv1..conv5 to picture")
     if trunk.INPUT_SIZE != images.side:
         fits = [a for a, cls in MODELS.items() if cls.INPUT_SIZE == images.side]
         raise DcbenchError(f"{info.path} ({trunk.ARCH}) takes {trunk.INPUT_SIZE} px images but "

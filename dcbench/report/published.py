@@ -93,6 +93,31 @@ TABLE1 = [
                                         **_layers("Places", "18.6 30.8 37.0 37.5 33.1")}),
 ]
 
+# Modern trunks (REFERENCE.md, "Published numbers for modern trunks"): ImageNet linear top-1
+# on the tap each paper reports (ResNet-50: the global pool; DINO ViT-S/16: the last four
+# CLS tokens; ViT-B/16: CLS + pooled patch tokens), DINO's 20-NN, Faster R-CNN R50-C4 AP50
+MODERN_LINEAR = {"resnet50": "ImageNet linear, res5avg", "vit-s16": "ImageNet linear, cls4",
+                 "vit-b16": "ImageNet linear, cls+avgpool"}
+MODERN_KNN = {"resnet50": "ImageNet 20-NN, res5avg", "vit-s16": "ImageNet 20-NN, cls (ViT-S)",
+              "vit-b16": "ImageNet 20-NN, cls (ViT-B)"}
+MODERN_DET = "VOC07+12 det AP50 (R50-C4)"
+MODERN = [
+    PublishedRow("ResNet-50 supervised (torchvision)", "He et al. 2016; MoCo paper for det",
+                 {MODERN_LINEAR["resnet50"]: "76.1", MODERN_DET: "81.3"}),
+    PublishedRow("MoCo v2, 800 epochs", "Chen et al. 2020",
+                 {MODERN_LINEAR["resnet50"]: "71.1", MODERN_DET: "82.5"}),
+    PublishedRow("SwAV, 800 epochs, multi-crop", "Caron et al. 2020",
+                 {MODERN_LINEAR["resnet50"]: "75.3"}),
+    PublishedRow("DeepCluster-v2, 800 epochs, multi-crop", "Caron et al. 2020 (SwAV paper)",
+                 {MODERN_LINEAR["resnet50"]: "75.2"}),
+    PublishedRow("DINO ResNet-50", "Caron et al. 2021",
+                 {MODERN_LINEAR["resnet50"]: "75.3", MODERN_KNN["resnet50"]: "67.5"}),
+    PublishedRow("DINO ViT-S/16", "Caron et al. 2021",
+                 {MODERN_LINEAR["vit-s16"]: "77.0", MODERN_KNN["vit-s16"]: "74.5"}),
+    PublishedRow("DINO ViT-B/16", "Caron et al. 2021",
+                 {MODERN_LINEAR["vit-b16"]: "78.2", MODERN_KNN["vit-b16"]: "76.1"}),
+]
+
 # Table 2: PASCAL VOC transfer. Rows with gaps in the seed's flattened table are placed in
 # the ALL columns (where the paper prints them); see TABLE2_NOTES.
 TABLE2 = [

@@ -201,6 +201,26 @@ def clustering(frame: pd.DataFrame, best: bool = False, metric: str = "nmi_geome
                     lead=("layer",))
 
 
+def modern_trunks(frame: pd.DataFrame, best: bool = False) -> Table:
+    """ResNet-50 and ViT checkpoints on ImageNet linear and kNN, beside the numbers their
+    papers publish (each on the tap the paper reports)."""
+    records = select(frame, best)
+    columns = [Column(label, "linear-imagenet", "top1", setting=tap, arch=arch)
+               for arch, label in pub.MODERN_LINEAR.items()
+               for tap in [label.rsplit(", ", 1)[1]]]
+    columns += [Column(label, "knn", "top1", setting="res5avg" if arch == "resnet50" else "cls",
+                       dataset="imagenet", arch=arch, fill_options=("dataset=imagenet",))
+                for arch, label in pub.MODERN_KNN.items()]
+    columns += [Column(pub.MODERN_DET, "voc-det", "map", fillable=False, arch="resnet50")]
+    notes = ["Published: ImageNet linear top-1 with each paper's own probe recipe (MoCo: lr "
+             "30, 100 epochs; DINO: its eval_linear.py); measured: dcbench's (the paper's "
+             "eval_linear.py recipe), so measured and published rows compare in ranking only.",
+             "The R50-C4 detection column is published only: dcbench's voc-det takes "
+             "DeepCluster's conv-fc trunks (a ResNet is refused before any work)."]
+    return assemble("modern_trunks", "ResNet-50 and ViT checkpoints (any checkpoint)",
+                    columns, pub.MODERN, measured_rows(records, columns), best, notes)
+
+
 def other_records(frame: pd.DataFrame, best: bool, covered: set[tuple[str, str]]
                   ) -> Table | None:
     """Records no paper table shows (e.g. knn, top-5 of other tasks), so none is hidden."""
@@ -242,4 +262,5 @@ def paper_tables(frame: pd.DataFrame, best: bool = False) -> list[Table]:
     tables = always + [t for t in if_measured if t.has_measured]
     covered = set().union(*(t.covers for t in always + if_measured))
     other = other_records(frame, best, covered)
-    return tables + ([other] if other is not None else [])
+    # the modern table shows only ResNet / ViT rows: what it covers stays in "other" as well
+    return tables + [modern_trunks(frame, best)] + ([other] if other is not None else [])

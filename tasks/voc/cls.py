@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from dcbench.errors import DcbenchError
 
 from ..registry import Measurement, RunContext, register_task
-from .task import SETTINGS, VOCTask
+from .task import ALL, FC6_8, FROZEN, SETTINGS, VOCTask
 
 if TYPE_CHECKING:       # the declaration loads without torch; run() imports the training
     from dcbench.models import Trunk
@@ -45,9 +45,13 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
-@register_task("voc-cls", settings=SETTINGS, datasets=("fmnist-voc", "voc2007", "voc2012"))
+@register_task("voc-cls", settings=(*SETTINGS, FROZEN),
+               datasets=("fmnist-voc", "voc2007", "voc2012"))
 class VOCClassificationTask(VOCTask):
-    """Multi-label VOC classification, FC6-8 (conv frozen incl. BN) or ALL trained."""
+    """Multi-label VOC classification, FC6-8 (conv frozen incl. BN) or ALL trained; on a
+    ResNet or ViT, FROZEN (a linear head on the frozen trunk) or ALL."""
+
+    default_settings = SETTINGS
 
     description = ("PASCAL VOC classification mAP (FC6-8 / ALL), eval_voc_classif.py protocol; "
                    "options default to the dataset's recipe (fmnist-voc or voc)")
@@ -59,6 +63,19 @@ class VOCClassificationTask(VOCTask):
         if not 0 < cfg["scale_min"] <= cfg["scale_max"] <= 1:
             raise DcbenchError(f"voc-cls needs 0 < scale_min <= scale_max <= 1, got "
                                f"{cfg['scale_min']}, {cfg['scale_max']}")
+
+    def check(self, trunk: Trunk, ctx: RunContext) -> None:
+        """Any trunk: a ResNet or ViT gets a head on its embedding (settings_for)."""
+
+    def settings_for(self, trunk: Trunk, settings: list[str], asked: str) -> list[str]:
+        """A trunk without fc6 / fc7 runs FROZEN and ALL (FC6-8 refused by name)."""
+        if trunk.FAMILY == "convnet":
+            return super().settings_for(trunk, settings, asked)
+        if asked == "named" and FC6_8 in settings:
+            raise DcbenchError(f"a {trunk.ARCH} has no fc6 / fc7 to train over frozen conv "
+                               f"layers; voc-cls runs '{FROZEN}' (a linear head on the frozen "
+                               f"trunk) or '{ALL}' on it")
+        return settings if asked == "named" else [FROZEN, ALL]
 
     def run(self, trunk: Trunk, settings: list[str], ctx: RunContext) -> list[Measurement]:
         from .cls_train import run_task

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from dcbench import distributed, step_meter
@@ -14,6 +15,7 @@ from dcbench.data import build_dataset, make_loader, subset
 from dcbench.errors import DcbenchError
 from dcbench.extract import prepare, to_device
 from dcbench.models import Trunk
+from dcbench.models.convnet import ConvFcTrunk
 from dcbench.progress import bar
 
 from ..inputs import QUICK_SUBSET_SEED
@@ -21,6 +23,7 @@ from ..registry import Measurement, RunContext
 from .common import (
     crop_transform,
     freeze_conv,
+    init_std,
     pct,
     reset_fc_and_head,
     sgd_step,
@@ -30,18 +33,59 @@ from .common import (
 from .metrics import classification_ap, mean_ap
 from .per_setting import measure_each_setting
 from .sharding import my_test_rows, rank_seed, summed_count, sync_model, train_loader
-from .task import ALL, FC6_8
+from .task import ALL, FC6_8, FROZEN
 
 TEST_BATCH = 128
 
 
-def forward(model: Trunk, x: torch.Tensor, train_conv: bool) -> torch.Tensor:
-    """Logits; the frozen conv part runs without autograd (no activations kept for it)."""
-    if model.sobel is not None:
-        x = model.sobel(x)
-    with torch.set_grad_enabled(train_conv and torch.is_grad_enabled()):
+def forward(model: Trunk, x: torch.Tensor, setting: str) -> torch.Tensor:
+    """Logits; what `setting` keeps frozen runs without autograd (no activations kept)."""
+    if setting == FROZEN:
+        with torch.no_grad():
+            x = model.embed(x)
+        return model.top_layer(x)
+    if not isinstance(model, ConvFcTrunk):          # a ResNet or ViT, ALL
+        return model.top_layer(model.embed(x))
+    x = model.front(x)
+    with torch.set_grad_enabled(setting == ALL and torch.is_grad_enabled()):
         x = model.features(x)
     return model.top_layer(model.classifier(torch.flatten(x, 1)))
+
+
+def setting_copy(trunk: Trunk, setting: str, n_classes: int) -> tuple[Trunk, list]:
+    """The copy `setting` trains and its parameters to train. fc6-8 / all: the original
+    surgery (fc6, fc7 and the head re-drawn); frozen: a new head on the trunk as it is."""
+    model = trunk_copy(trunk, setting)
+    if setting == FROZEN or not isinstance(model, ConvFcTrunk):
+        model.set_top_layer(n_classes)
+        nn.init.normal_(model.top_layer.weight, 0.0, init_std(model.FC_DIM))
+        nn.init.constant_(model.top_layer.bias, 0.1)
+    else:
+        reset_fc_and_head(model, n_classes)
+    if setting == FROZEN:
+        for p in model.parameters():
+            p.requires_grad = False
+        for p in model.top_layer.parameters():
+            p.requires_grad = True
+        return model, list(model.top_layer.parameters())
+    if isinstance(model, ConvFcTrunk):
+        return model, freeze_conv(model, frozen=setting == FC6_8)
+    return model, [p for name, p in model.named_parameters() if not name.startswith("sobel.")]
+
+
+def setting_mode(model: Trunk, setting: str) -> None:
+    """Train mode as the original script sets it (`model.train(); features.eval()`: dropout
+    on, conv BN statistics never updated); a ResNet's BN statistics stay frozen too; at
+    frozen everything runs in eval mode."""
+    if setting == FROZEN:
+        model.eval()
+    elif isinstance(model, ConvFcTrunk):
+        train_mode(model)
+    else:
+        model.train()
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 def masked_bce(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -60,7 +104,7 @@ def draw_order(n: int, count: int, seed: int) -> list[int]:
 
 
 def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
-                       seed: int) -> tuple[np.ndarray, np.ndarray]:
+                       seed: int, setting: str) -> tuple[np.ndarray, np.ndarray]:
     """Logits summed over `test_crops` random-crop passes, and which rows were read (under
     torchrun each rank reads every W-th batch; the sums are summed over ranks)."""
     model.eval()
@@ -75,7 +119,7 @@ def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
             for images, _, indices, _ in loader:
                 if images is None:
                     continue
-                logits = forward(model, to_device(images, ctx.device), False)
+                logits = forward(model, to_device(images, ctx.device), setting)
                 total[indices] += logits.double().cpu()
                 seen[indices] = 1
     total = distributed.all_reduce_sum(total)
@@ -86,12 +130,9 @@ def summed_test_logits(model: Trunk, data, cfg: dict[str, Any], ctx: RunContext,
 def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
                    ctx: RunContext) -> dict[str, Any]:
     """Train a copy of the trunk on `train` in `setting`; the test mAP at each evaluation."""
-    model = trunk_copy(trunk, setting)
-    n_classes = len(train.classes)
-    reset_fc_and_head(model, n_classes)
+    model, params = setting_copy(trunk, setting, len(train.classes))
     model = prepare(model, ctx.device)
     sync_model(model)
-    params = freeze_conv(model, frozen=setting == FC6_8)
     opt = torch.optim.SGD(params, lr=cfg["lr"], momentum=cfg["momentum"],
                           weight_decay=cfg["weight_decay"])
     iters, batch = cfg["iterations"], cfg["batch_size"]
@@ -101,7 +142,7 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
     history: list[dict[str, Any]] = []
     progress = bar(f"voc-cls {setting}", total=iters, unit="it")
     step_meter.begin(f"voc-cls {setting} training", iters)
-    train_mode(model)
+    setting_mode(model, setting)
     it, loss_sum, skipped = 0, 0.0, 0
     for images, labels, _, n_skipped in loader:
         skipped += n_skipped
@@ -110,18 +151,18 @@ def train_and_test(trunk: Trunk, setting: str, train, test, cfg: dict[str, Any],
         for group in opt.param_groups:
             group["lr"] = cfg["lr"] * cfg["lr_gamma"] ** ((it - 1) // cfg["lr_step"])
         loss = None if images is None else masked_bce(
-            forward(model, to_device(images, ctx.device), setting == ALL),
+            forward(model, to_device(images, ctx.device), setting),
             labels.to(ctx.device))
         step = sgd_step(opt, loss, 0 if images is None else len(labels), "voc-cls", setting,
                         it, progress, clip=(params, cfg["clip"]))
         loss_sum += step or 0.0
         if it in eval_at:
-            scores, seen = summed_test_logits(model, test, cfg, ctx, ctx.seed)
+            scores, seen = summed_test_logits(model, test, cfg, ctx, ctx.seed, setting)
             aps = classification_ap(scores[seen], labels_test[seen])
             history.append({"iteration": it, "mAP": 100.0 * mean_ap(aps),   # loss: mean so far
                             "ap": aps, "loss": loss_sum / it})
             progress.set_postfix(mAP=f"{history[-1]['mAP']:.1f}")
-            train_mode(model)
+            setting_mode(model, setting)
     progress.close()
     skipped = summed_count(skipped)
     return {"history": history, "model": model, "skipped_train": skipped,

@@ -24,7 +24,7 @@ from dcbench.models import Trunk
 from dcbench.models.fold_bn import fold_into
 
 from .sharding import reduced_step
-from .task import FC6_8
+from .task import FC6_8, FROZEN
 
 
 class RandomSquareCrop:
@@ -102,10 +102,11 @@ def freeze_conv(trunk: Trunk, frozen: bool) -> list[nn.Parameter]:
 
 
 def trunk_copy(trunk: Trunk, setting: str) -> Trunk:
-    """The copy a VOC run trains; at fc6-8 its frozen conv layers have BatchNorm folded in
-    (the same outputs as eval-mode BN, which fc6-8 keeps: faster, bench/bench_fold_bn.py)."""
+    """The copy a VOC run trains; at fc6-8 (and voc-cls's frozen) its frozen conv layers
+    have BatchNorm folded in (the same outputs as eval-mode BN, which those settings keep:
+    faster, bench/bench_fold_bn.py)."""
     model = copy.deepcopy(trunk)
-    return fold_into(model) if setting == FC6_8 else model
+    return fold_into(model) if setting in (FC6_8, FROZEN) else model
 
 
 def train_mode(trunk: Trunk) -> None:

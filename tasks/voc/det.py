@@ -76,6 +76,7 @@ class VOCDetectionTask(VOCTask):
     def check(self, trunk: Trunk, ctx: RunContext) -> None:
         from .fast_rcnn import CONV5_STRIDE
 
+        super().check(trunk, ctx)
         if trunk.ARCH not in CONV5_STRIDE:
             raise DcbenchError(f"voc-det has no Fast R-CNN layout for arch '{trunk.ARCH}'; "
                                f"archs: {', '.join(CONV5_STRIDE)}")

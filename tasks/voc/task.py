@@ -6,7 +6,7 @@ without torch; tasks/voc/common.py holds what their training shares."""
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dcbench.data import get_dataset_spec
 from dcbench.errors import DcbenchError
@@ -14,11 +14,20 @@ from dcbench.errors import DcbenchError
 from ..inputs import QUICK_TEST, QUICK_TRAIN
 from ..registry import RunContext, Task
 
+if TYPE_CHECKING:
+    from dcbench.models import Trunk
+
 EMBEDDED = ("fmnist-voc", "fmnist-voc-quick")
 # the paper's two settings: FC6-8 trains fc6, fc7 and the new head over frozen conv layers
 # (their BatchNorm included); ALL trains every layer but the Sobel filter
 FC6_8, ALL = "fc6-8", "all"
 SETTINGS = (FC6_8, ALL)
+# voc-cls on any trunk: a new linear head on the frozen trunk's embedding (fc7, a ResNet's
+# pooled res5, a ViT's CLS); the setting a ResNet or ViT gets where a convnet gets FC6-8
+FROZEN = "frozen"
+# the tasks a trunk without fc6 / fc7 (ResNets, ViTs) runs, for the refusals' hint
+MODERN_TASKS = ("linear-imagenet", "linear-places", "linear-fmnist", "knn", "clustering",
+                "retrieval-oxford", "retrieval-paris", "voc-cls")
 QUICK_ITERATIONS = 20      # --quick: the same code, this many iterations on the small twin
 
 
@@ -99,6 +108,14 @@ class VOCTask(Task):
 
     def check_options(self, cfg: dict[str, Any]) -> None:
         """Refuse task-specific bad values (may normalise them in place)."""
+
+    def check(self, trunk: Trunk, ctx: RunContext) -> None:
+        """voc-det (RoI pooling into fc6) and voc-seg (fc6 / fc7 as convolutions) need
+        DeepCluster's conv-then-fc trunks; voc-cls overrides this (it takes any trunk)."""
+        if trunk.FAMILY != "convnet":
+            raise DcbenchError(f"task '{self.name}' needs a trunk with fc6 and fc7 (alexnet, "
+                               f"vgg16, alexnet-small); a {trunk.ARCH} runs on: "
+                               f"{', '.join(MODERN_TASKS)}")
 
     def data_needed(self, ctx: RunContext) -> tuple[str, ...]:
         return (self.config(ctx)["dataset"],)
