@@ -18,10 +18,10 @@ from dcbench.results import records_path
 from dcbench.tasks.pooling import Pooler
 
 SMALL = {
-    "linear-fmnist": ("max_train=64", "max_test=32", "epochs=1"),
-    "knn": ("max_train=64", "max_test=32"),
+    "linear-fmnist": ("max_train=32", "max_test=16", "epochs=1"),
+    "knn": ("max_train=32", "max_test=16"),
     "clustering": ("max_images=40", "pca_dim=8"),
-    "retrieval-oxford": ("max_side=96",),
+    "retrieval-oxford": ("max_side=64",),
     "voc-cls": ("iterations=2", "batch_size=4", "max_train=8", "max_test=8", "test_crops=1",
                 "evals=1"),
 }

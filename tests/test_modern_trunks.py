@@ -64,6 +64,13 @@ def test_vit_taps_are_dino_s() -> None:
     assert torch.allclose(taps["cls+avgpool"], torch.cat([last[:, 0], last[:, 1:].mean(1)], 1))
     assert taps["patch"].shape == (1, 384, 4, 4)
     assert torch.equal(taps["patch"][0, :, 1, 2], last[0, 1 + 1 * 4 + 2])
+    # an R-MAC query crop off the patch grid (50 x 70 px): padded to 64 x 80, nothing dropped
+    with torch.no_grad():
+        crop = torch.randn(1, 3, 50, 70)
+        padded = torch.nn.functional.pad(crop, (0, 10, 0, 14))
+        assert torch.equal(vit.extract(crop, ["patch"])["patch"],
+                           vit.extract(padded, ["patch"])["patch"])
+    assert vit.extract(crop, ["patch"])["patch"].shape == (1, 384, 4, 5)
 
 
 def _resnet_layouts(model) -> dict[str, dict]:

@@ -11,7 +11,8 @@ CLS token after the final norm: DINO's kNN feature), `cls4` (the CLS tokens of t
 blocks, each normed, concatenated: DINO's linear probe for ViT-S), `avgpool` (the mean of the
 last block's normed patch tokens), `cls+avgpool` (both: DINO's linear probe for ViT-B) and
 `patch` (the normed patch tokens as a (D, h, w) grid: what R-MAC pools). Inputs of another
-side than 224 get the position embedding interpolated (bicubic), as DINO does.
+side than 224 get the position embedding interpolated (bicubic), as DINO does; a side that is
+not a multiple of 16 is zero-padded to the next one.
 """
 
 from __future__ import annotations
@@ -116,7 +117,13 @@ class ViT(Trunk):
         wanted = set(taps)
         if not wanted:
             return {}
-        x = self.patch_embed.proj(self.front(x))
+        x = self.front(x)
+        # a side that is not a multiple of the patch (R-MAC's query crops) is zero-padded at
+        # the bottom and right to the next one, so no pixel is dropped and none is too small
+        pad_h, pad_w = -x.shape[-2] % PATCH, -x.shape[-1] % PATCH
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        x = self.patch_embed.proj(x)
         b, d, h, w = x.shape
         x = torch.cat([self.cls_token.expand(b, -1, -1), x.flatten(2).transpose(1, 2)], dim=1)
         x = x + self.position(h, w)
