@@ -169,8 +169,9 @@ def prepare_request(opts: dict[str, Any], request: EvalRequest | None = None,
     ctx.checkpoint = info
     trunk = prepare(trunk, device).eval()
     named = list(opts.get("settings") or ())
+    every = "all" in named and "all" not in task.settings     # VOC's "all" is a setting name
     settings = task.settings_for(trunk, request.settings,
-                                 "all" if "all" in named else "named" if named else "default")
+                                 "all" if every else "named" if named else "default")
     return Prepared(request, ctx, config, config_hash(config), trunk, info, settings)
 
 

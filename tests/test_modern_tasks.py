@@ -89,3 +89,15 @@ def test_the_fc_tasks_refuse_a_resnet_and_name_what_it_runs(tmp_path: Path, task
     with pytest.raises(DcbenchError, match="resnet18 has no fc6 / fc7.*'frozen'"):
         run("voc-cls", tmp_path, ckpt="random:resnet18", settings=("fc6-8",))
     assert not records_path(tmp_path).exists()
+
+
+def test_voc_cls_all_by_name_is_the_all_setting_alone_on_a_resnet(tmp_path: Path) -> None:
+    """VOC's "all" is a setting (train everything), not "every setting": on a ResNet,
+    `--setting all` runs ALL only, no setting runs frozen and all."""
+    from dcbench.evaluate import prepare_request
+
+    base = {"task": "voc-cls", "ckpt": "random:resnet18", "seed": 0, "seeds": 1,
+            "force": False, "quick": True, "data_root": None, "results": str(tmp_path),
+            "overrides": (), "workers": 0}
+    assert prepare_request({**base, "settings": ("all",)}).settings == ["all"]
+    assert prepare_request({**base, "settings": ()}).settings == ["frozen", "all"]
