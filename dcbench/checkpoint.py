@@ -24,7 +24,7 @@ import torch
 
 import dcbench
 from dcbench.atomic import atomic_torch_save
-from dcbench.checkpoint_file import _short, read_file
+from dcbench.checkpoint_file import read_file, short_keys
 from dcbench.checkpoint_layouts import TRIED, map_layout
 from dcbench.did_you_mean import did_you_mean
 from dcbench.errors import CheckpointError
@@ -130,9 +130,9 @@ def closest_arch(state: dict[str, torch.Tensor], sobel: bool) -> str:
         if best is None or score < best[0]:
             best = (score, arch, missing, extra, shapes)
     _, arch, missing, extra, shapes = best
-    parts = ([f"missing {_short(missing)}"] if missing else []) + (
-        [f"unexpected {_short(extra)}"] if extra else []) + (
-        [f"other shapes for {_short(shapes)}"] if shapes else [])
+    parts = ([f"missing {short_keys(missing)}"] if missing else []) + (
+        [f"unexpected {short_keys(extra)}"] if extra else []) + (
+        [f"other shapes for {short_keys(shapes)}"] if shapes else [])
     return (f"closest is {arch} (sobel={sobel}), but it has " + "; ".join(parts)
             + f"; dcbench reads trunks of: {', '.join(MODELS)}")
 
@@ -147,16 +147,16 @@ def load_into(model: Trunk, state: dict[str, torch.Tensor], source: str) -> None
     if missing or unexpected:
         parts = []
         if missing:
-            parts.append(f"missing {len(missing)} trunk keys: {_short(missing)}")
+            parts.append(f"missing {len(missing)} trunk keys: {short_keys(missing)}")
         if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys: {_short(unexpected)}")
+            parts.append(f"unexpected {len(unexpected)} keys: {short_keys(unexpected)}")
         raise CheckpointError(f"{source} does not fit {model.ARCH} "
                               f"(sobel={model.has_sobel}): " + "; ".join(parts))
     bad = [f"{k} {tuple(v.shape)} vs {tuple(ref[k].shape)}" for k, v in trunk.items()
            if tuple(v.shape) != tuple(ref[k].shape)]
     if bad:
         raise CheckpointError(f"{source} does not fit {model.ARCH}: shape mismatch "
-                              f"{_short(bad, 3)}")
+                              f"{short_keys(bad, 3)}")
     full = dict(trunk)
     for k in ref:
         if k not in full:                       # only num_batches_tracked can be absent
@@ -234,7 +234,7 @@ def load_trunk(spec: str, device: torch.device | str = "cpu") -> tuple[Trunk, Ch
     sobel = "sobel.0.weight" in state
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise CheckpointError(f"{path} holds NaN or inf values in {_short(bad, 3)}: the run "
+        raise CheckpointError(f"{path} holds NaN or inf values in {short_keys(bad, 3)}: the run "
                               f"that wrote it diverged; use an earlier checkpoint")
     model = build_model(arch, sobel=sobel)
     load_into(model, state, str(path))

@@ -166,7 +166,7 @@ def read_resumable(path: str | os.PathLike, needs: tuple[str, ...] = ()) -> dict
     bad = [k for k, v in obj["state_dict"].items()
            if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
-        raise CheckpointError(f"{p} holds NaN or inf values in {_short(bad, 3)}: the run "
+        raise CheckpointError(f"{p} holds NaN or inf values in {short_keys(bad, 3)}: the run "
                               f"diverged before it was saved; {_recovery(p)}, with a lower "
                               f"--lr")
     return obj
@@ -184,7 +184,8 @@ def _recovery(p: Path) -> str:
     return "download or copy it again"
 
 
-def _short(keys: list[str], n: int = 6) -> str:
+def short_keys(keys: list[str], n: int = 6) -> str:
+    """The first `n` keys for a one-line message, escaped, and how many more there are."""
     keys = [shown(k)[1:-1] for k in keys]       # escaped, without the quotes
     return ", ".join(keys[:n]) + (f" (+{len(keys) - n} more)" if len(keys) > n else "")
 
