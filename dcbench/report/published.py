@@ -96,8 +96,8 @@ TABLE1 = [
 # Modern trunks (REFERENCE.md, "Published numbers for modern trunks"): ImageNet linear top-1
 # on the tap each paper reports (ResNet-50: the global pool; DINO ViT-S/16: the last four
 # CLS tokens; ViT-B/16: CLS + pooled patch tokens), DINO's 20-NN, Faster R-CNN R50-C4 AP50
-MODERN_LINEAR = {"resnet50": "ImageNet linear, res5avg", "vit-s16": "ImageNet linear, cls4",
-                 "vit-b16": "ImageNet linear, cls+avgpool"}
+MODERN_TAPS = {"resnet50": "res5avg", "vit-s16": "cls4", "vit-b16": "cls+avgpool"}
+MODERN_LINEAR = {arch: f"ImageNet linear, {tap}" for arch, tap in MODERN_TAPS.items()}
 MODERN_KNN = {"resnet50": "ImageNet 20-NN, res5avg", "vit-s16": "ImageNet 20-NN, cls (ViT-S)",
               "vit-b16": "ImageNet 20-NN, cls (ViT-B)"}
 MODERN_DET = "VOC07+12 det AP50 (R50-C4)"

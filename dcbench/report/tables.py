@@ -205,9 +205,8 @@ def modern_trunks(frame: pd.DataFrame, best: bool = False) -> Table:
     """ResNet-50 and ViT checkpoints on ImageNet linear and kNN, beside the numbers their
     papers publish (each on the tap the paper reports)."""
     records = select(frame, best)
-    columns = [Column(label, "linear-imagenet", "top1", setting=tap, arch=arch)
-               for arch, label in pub.MODERN_LINEAR.items()
-               for tap in [label.rsplit(", ", 1)[1]]]
+    columns = [Column(pub.MODERN_LINEAR[arch], "linear-imagenet", "top1", setting=tap, arch=arch)
+               for arch, tap in pub.MODERN_TAPS.items()]
     columns += [Column(label, "knn", "top1", setting="res5avg" if arch == "resnet50" else "cls",
                        dataset="imagenet", arch=arch, fill_options=("dataset=imagenet",))
                 for arch, label in pub.MODERN_KNN.items()]
