@@ -22,6 +22,18 @@ def conv_bn_relu(cin: int, cout: int, k: int, stride: int = 1, pad: int = 0) -> 
     return [nn.Conv2d(cin, cout, k, stride, pad), nn.BatchNorm2d(cout), nn.ReLU()]
 
 
+def _run_until(layers: nn.Sequential, x: torch.Tensor, taps: dict[int, str], last: int,
+               out: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Run `layers` up to index `last`, storing the output of each index in `taps`."""
+    for i, layer in enumerate(layers):
+        x = layer(x)
+        if i in taps:
+            out[taps[i]] = x
+        if i >= last:
+            break
+    return x
+
+
 class ConvFcTrunk(Trunk):
     """A convnet with DeepCluster's module names and named taps.
 
@@ -103,20 +115,7 @@ class ConvFcTrunk(Trunk):
             return out
         x = self.front(x)
         last_conv = max(conv_at) if not fc_at else len(self.features) - 1
-        for i, layer in enumerate(self.features):
-            x = layer(x)
-            if i in conv_at:
-                out[conv_at[i]] = x
-            if i >= last_conv:
-                break
-        if not fc_at:
-            return out
-        x = torch.flatten(x, 1)
-        last_fc = max(fc_at)
-        for i, layer in enumerate(self.classifier):
-            x = layer(x)
-            if i in fc_at:
-                out[fc_at[i]] = x
-            if i >= last_fc:
-                break
+        x = _run_until(self.features, x, conv_at, last_conv, out)
+        if fc_at:
+            _run_until(self.classifier, torch.flatten(x, 1), fc_at, max(fc_at), out)
         return out
